@@ -1,0 +1,1 @@
+"""Build, deploy-descriptor and migration tooling (developer machines and CI, never SCF)."""

@@ -1,0 +1,1 @@
+"""admin-api: tenants, API keys, connectors, quotas and the audit log."""

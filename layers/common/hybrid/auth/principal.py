@@ -1,0 +1,127 @@
+"""Authentication of a request and the scope checks every function reuses."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from hybrid.auth.keys import API_KEY_PREFIX, hash_secret, parse_api_key, secrets_equal
+from hybrid.errors import AccessDeniedError, AuthenticationError
+from hybrid.http.request import Request
+
+SCOPES = frozenset({"ingest:write", "status:read", "query:read", "jobs:write", "admin"})
+# A tenant admin may do anything within its tenant.
+_ADMIN_SCOPE = "admin"
+# Compared against when the key id is unknown, so a miss costs the same as a wrong secret.
+_DUMMY_HASH = hashlib.sha256(b"no such key").digest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: Literal["operator", "api_key", "internal"]
+    tenant_id: str | None = None
+    scopes: frozenset[str] = frozenset()
+    key_id: str | None = None
+
+    @property
+    def is_operator(self) -> bool:
+        return self.kind == "operator"
+
+    @property
+    def actor(self) -> str:
+        return self.key_id if self.key_id else self.kind
+
+    def has_scopes(self, required: Iterable[str]) -> bool:
+        if self.is_operator or _ADMIN_SCOPE in self.scopes:
+            return True
+        return set(required) <= self.scopes
+
+    def can_access(self, tenant_id: str) -> bool:
+        return self.is_operator or self.tenant_id == tenant_id
+
+
+class AuthServices(Protocol):
+    """What authentication needs from a function's services."""
+
+    @property
+    def operator_key_sha256(self) -> bytes | None: ...
+
+    def read(self) -> Any:
+        """A context manager yielding a database transaction."""
+
+
+def authenticate(request: Request, services: AuthServices) -> Principal:
+    token = _bearer_token(request)
+    if token.startswith(API_KEY_PREFIX):
+        return _authenticate_api_key(token, services)
+    expected = services.operator_key_sha256
+    if expected is not None and hmac.compare_digest(hash_secret(token), expected):
+        return Principal(kind="operator")
+    raise AuthenticationError("invalid credentials")
+
+
+def require(
+    *scopes: str, operator: bool = False
+) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
+    """Route decorator: authenticate, check the role and scopes, pass the principal on."""
+    unknown = set(scopes) - SCOPES
+    if unknown:
+        raise ValueError(f"unknown scopes {sorted(unknown)}")
+
+    def decorate(handler: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        @functools.wraps(handler)
+        def guarded(call: Any) -> Any:
+            principal = authenticate(call.request, call.services)
+            if operator and not principal.is_operator:
+                raise AccessDeniedError("operator credentials required")
+            if not principal.has_scopes(scopes):
+                raise AccessDeniedError(f"this operation needs the scope {', '.join(scopes)}")
+            from hybrid import log
+
+            log.bind(tenant_id=principal.tenant_id, actor=principal.actor)
+            return handler(call.with_principal(principal))
+
+        guarded.required_scopes = scopes  # type: ignore[attr-defined]
+        guarded.operator_only = operator  # type: ignore[attr-defined]
+        return guarded
+
+    return decorate
+
+
+def _bearer_token(request: Request) -> str:
+    header = request.header("authorization")
+    if not header:
+        raise AuthenticationError("missing Authorization: Bearer credentials")
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token) > 512:
+        raise AuthenticationError("expected Authorization: Bearer <key>")
+    return token
+
+
+def _authenticate_api_key(token: str, services: AuthServices) -> Principal:
+    from hybrid.auth.store import key_credentials, touch_last_used
+
+    parsed = parse_api_key(token)
+    if parsed is None:
+        raise AuthenticationError("invalid credentials")
+    with services.read() as tx:
+        credentials = key_credentials(tx, parsed.key_id)
+        matches = secrets_equal(
+            parsed.secret, credentials.secret_sha256 if credentials else _DUMMY_HASH
+        )
+        if credentials is None or not matches or credentials.revoked:
+            raise AuthenticationError("invalid credentials")
+        if not credentials.tenant_active:
+            raise AccessDeniedError("the tenant is suspended")
+        touch_last_used(tx, credentials.key_id)
+    return Principal(
+        kind="api_key",
+        tenant_id=credentials.tenant_id,
+        scopes=credentials.scopes,
+        key_id=credentials.key_id,
+    )

@@ -1,0 +1,1 @@
+"""Connectors: the registry of on-prem connectors and their sources."""

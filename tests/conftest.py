@@ -1,0 +1,56 @@
+"""Shared fixtures: one embedded stack (PostgreSQL, Redis, COS) per test session, migrated."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+for extra in (ROOT / "layers" / "common", ROOT):
+    if str(extra) not in sys.path:
+        sys.path.insert(0, str(extra))
+
+APP_TABLES = (
+    "audit_log",
+    "connector_sources",
+    "connectors",
+    "tenant_quotas",
+    "api_keys",
+    "tenants",
+)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """The embedded servers (or external ones named by DATABASE_URL/REDIS_URL/COS_*)."""
+    from infra.migrate import upgrade
+    from local_emulator.stack import resolve_stack
+
+    data_dir = tmp_path_factory.mktemp("stack")
+    endpoints, started = resolve_stack(data_dir, os.environ)
+    try:
+        upgrade(endpoints.database_url)
+        yield started if started is not None else endpoints
+    finally:
+        if started is not None:
+            started.stop()
+
+
+@pytest.fixture(scope="session")
+def endpoints(stack: object) -> object:
+    return getattr(stack, "endpoints", stack)
+
+
+@pytest.fixture
+def clean_db(endpoints: object) -> str:
+    """An empty schema for one test; yields the DATABASE_URL."""
+    from hybrid.db import database
+
+    url: str = endpoints.database_url  # type: ignore[attr-defined]
+    with database(url).transaction() as tx:
+        tx.execute(f"TRUNCATE {', '.join(APP_TABLES)} RESTART IDENTITY CASCADE")
+    return url
