@@ -6,11 +6,14 @@ For every `functions/*/index.py`, a fresh interpreter (`python -I -S`) is spawne
 the import). The parent measures the whole process. `python -c pass` is measured in the same run
 as the baseline, since absolute figures drift between runs on this machine.
 
-`--no-bytecode` points each child at an empty bytecode cache (`-X pycache_prefix`), so every
-module is compiled from source: what SCF does, since the zips carry no `__pycache__` and the
-code directories are read-only there.
+`--packaged DIR` measures what deploys: the zips `make package` wrote to DIR are unpacked like
+SCF does (function zip → var/user, layers → opt) and the child's sys.path is only those two, with
+the bytecode the zips ship. `--no-bytecode` points each child at an empty bytecode cache
+(`-X pycache_prefix`), so every module is compiled from source: what SCF would do if the zips
+carried no `__pycache__` (its code directories are read-only).
 
-    python bench/coldstart.py [-n 5] [--function admin_api] [--no-bytecode] [--json] [--check]
+    python bench/coldstart.py [-n 5] [--function admin_api] [--packaged build/package]
+                              [--no-bytecode] [--json] [--check]
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -84,17 +88,45 @@ def measure_baseline(runs: int) -> float:
     )
 
 
+def unpack_like_scf(package_dir: Path, function: str, dest: Path) -> tuple[Path, list[str]]:
+    """Unpack a function zip and its layers as SCF mounts them; (code dir, sys.path)."""
+    runtime = f"py{sys.version_info[0]}{sys.version_info[1]}"
+    user, opt = dest / "var" / "user", dest / "opt"
+    with zipfile.ZipFile(package_dir / f"{function.replace('_', '-')}.zip") as archive:
+        archive.extractall(user)
+    for layer in ("hybrid-common.zip", f"hybrid-deps-{runtime}.zip"):
+        with zipfile.ZipFile(package_dir / layer) as archive:
+            archive.extractall(opt)
+    return user, [str(user), str(opt)]
+
+
 def measure_function(
-    name: str, folder: Path, runs: int, target_ms: float, *, bytecode: bool = True
+    name: str,
+    folder: Path,
+    runs: int,
+    target_ms: float,
+    *,
+    bytecode: bool = True,
+    path: Sequence[str] | None = None,
 ) -> FunctionFigures:
-    path = [str(folder), str(REPO_ROOT / "layers" / "common"), *_site_packages()]
+    if path is None:
+        path = [str(folder), str(REPO_ROOT / "layers" / "common"), *_site_packages()]
     imports: list[float] = []
     processes: list[float] = []
     modules = 0
     for _ in range(runs):
         with tempfile.TemporaryDirectory(prefix="coldstart-") as empty_cache:
             cache = [] if bytecode else ["-X", f"pycache_prefix={empty_cache}"]
-            command = [sys.executable, "-I", "-S", "-B", *cache, "-c", CHILD, json.dumps(path)]
+            command = [
+                sys.executable,
+                "-I",
+                "-S",
+                "-B",
+                *cache,
+                "-c",
+                CHILD,
+                json.dumps(list(path)),
+            ]
             process_ms, stdout = _timed(command, folder)
         report = json.loads(stdout.strip().splitlines()[-1])
         imports.append(float(report["import_ms"]))
@@ -114,11 +146,16 @@ def measure_function(
 
 
 def render(
-    figures: Sequence[FunctionFigures], baseline_ms: float, target_ms: float, bytecode: bool
+    figures: Sequence[FunctionFigures],
+    baseline_ms: float,
+    target_ms: float,
+    bytecode: bool,
+    packaged: bool = False,
 ) -> str:
+    mode = "as shipped in the zips" if packaged else "as cached on disk"
     lines = [
-        "bytecode: "
-        + ("as cached on disk" if bytecode else "none (compiled from source, as in SCF)"),
+        ("code: unpacked zips (var/user + opt)" if packaged else "code: the working tree"),
+        "bytecode: " + (mode if bytecode else "none (every module compiled from source)"),
         f"{'function':<20} {'import median':>13} {'min':>8} {'max':>8} {'process':>9} "
         f"{'modules':>8}  target {target_ms:.0f} ms",
     ]
@@ -142,6 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-bytecode", action="store_true", help="compile every module from source, as SCF does"
     )
+    parser.add_argument(
+        "--packaged", type=Path, metavar="DIR", help="measure the zips `make package` wrote"
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable figures")
     parser.add_argument("--check", action="store_true", help="exit 1 if any is over the target")
     args = parser.parse_args(argv)
@@ -154,21 +194,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unknown function(s): {', '.join(unknown)}")
         functions = {k: v for k, v in functions.items() if k in args.function}
     baseline_ms = measure_baseline(args.runs)
-    figures = [
-        measure_function(name, folder, args.runs, args.target_ms, bytecode=not args.no_bytecode)
-        for name, folder in functions.items()
-    ]
+    figures = []
+    with tempfile.TemporaryDirectory(prefix="scf-") as scratch:
+        for name, folder in functions.items():
+            code_dir, path = folder, None
+            if args.packaged:
+                code_dir, path = unpack_like_scf(args.packaged, name, Path(scratch) / name)
+            figures.append(
+                measure_function(
+                    name,
+                    code_dir,
+                    args.runs,
+                    args.target_ms,
+                    bytecode=not args.no_bytecode,
+                    path=path,
+                )
+            )
     if args.json:
         document = {
             "target_ms": args.target_ms,
             "baseline_process_ms": round(baseline_ms, 1),
             "bytecode": not args.no_bytecode,
+            "packaged": bool(args.packaged),
             "python": sys.version.split()[0],
             "functions": [asdict(f) for f in figures],
         }
         print(json.dumps(document, indent=2))
     else:
-        print(render(figures, baseline_ms, args.target_ms, not args.no_bytecode))
+        print(
+            render(figures, baseline_ms, args.target_ms, not args.no_bytecode, bool(args.packaged))
+        )
     if args.check and not all(f.under_target for f in figures):
         return 1
     return 0

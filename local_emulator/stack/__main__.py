@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda _sig, _frame: stop.set())
+    signal.signal(signal.SIGINT, lambda _sig, _frame: stop.set())
     started = time.monotonic()
     environ = dict(os.environ) if args.use_env else {}
     endpoints, stack = resolve_stack(args.data_dir, environ, cos_notify_url=args.cos_notify_url)
@@ -41,10 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(info, sys.stdout, indent=2)
         sys.stdout.write("\nready; Ctrl-C to stop\n")
         sys.stdout.flush()
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
+        stop.wait()
     finally:
         if stack is not None:
             stack.stop()

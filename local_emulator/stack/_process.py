@@ -211,7 +211,54 @@ class StateFile:
         os.replace(tmp, self.path)
 
 
+def python_child_env() -> dict[str, str]:
+    """The environment for a ``python -m local_emulator...`` child: this project importable."""
+    project_root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [project_root, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])]
+    )
+    env.pop("PYTHONSTARTUP", None)
+    return env
+
+
 def open_log(path: Path) -> int:
     """An append-only file descriptor for a child's output (the caller closes it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+
+# --- servers left behind by a killed owner ---------------------------------------------------
+
+# How each server is stopped politely: PostgreSQL's fast shutdown is SIGINT.
+STOP_SIGNALS = {"postgres": signal.SIGINT, "redis": signal.SIGTERM, "cos": signal.SIGTERM}
+
+
+def is_stack_server(name: str, pid: int, data_dir: Path) -> bool:
+    """True when pid is this data dir's server of that name (not a reused pid)."""
+    if not pid_alive(pid):
+        return False
+    if name == "postgres":
+        return proc_link(pid, "exe").endswith("/pginstall/bin/postgres") and str(
+            data_dir / "postgres"
+        ) in proc_cmdline(pid)
+    if name == "redis":
+        # redis-server rewrites its title but runs with cwd = its --dir.
+        return proc_link(pid, "exe").endswith("/bin/redis-server") and proc_link(pid, "cwd") == str(
+            (data_dir / "redis").resolve()
+        )
+    if name == "cos":
+        cmdline = proc_cmdline(pid)
+        return "local_emulator.stack.cos" in cmdline and str(data_dir / "cos") in cmdline
+    return False
+
+
+def stop_leftover_servers(data_dir: Path) -> list[str]:
+    """Stop the servers recorded in stack.json that still run; the caller holds the lock."""
+    stopped = []
+    for name, section in StateFile(data_dir).read().items():
+        pid = section.get("pid") if isinstance(section, dict) else None
+        if isinstance(pid, int) and name in STOP_SIGNALS and is_stack_server(name, pid, data_dir):
+            stop_orphan(pid, STOP_SIGNALS[name], timeout=20.0)
+            stopped.append(name)
+    return stopped

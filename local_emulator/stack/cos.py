@@ -53,10 +53,8 @@ from local_emulator.stack._process import (
     StackError,
     log_tail,
     open_log,
-    pid_alive,
-    proc_cmdline,
+    python_child_env,
     stop_child,
-    stop_orphan,
 )
 
 logger = logging.getLogger("local_emulator.stack.cos")
@@ -1362,19 +1360,6 @@ class CosServer:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def is_leftover(self, pid: int) -> bool:
-        cmdline = proc_cmdline(pid)
-        return (
-            pid_alive(pid)
-            and "local_emulator.stack.cos" in cmdline
-            and str(self.objects_dir) in cmdline
-        )
-
-    def stop_leftover(self, pid: int | None) -> None:
-        if pid and self.is_leftover(pid):
-            logger.warning("stopping leftover cos emulator pid=%s", pid)
-            stop_orphan(pid, signal.SIGTERM)
-
     def start(self) -> None:
         if self.running:
             return
@@ -1400,12 +1385,7 @@ class CosServer:
         ]
         if self.notify_url:
             command += ["--notify-url", self.notify_url]
-        project_root = str(Path(__file__).resolve().parents[2])
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [project_root, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])]
-        )
-        env.pop("PYTHONSTARTUP", None)
+        env = python_child_env()
         log_fd = open_log(self.log_path)
         try:
             self._proc = subprocess.Popen(

@@ -16,7 +16,11 @@ import fcntl
 import logging
 import os
 import secrets
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,9 +32,14 @@ from local_emulator.stack._process import (
     SecretStore,
     StackError,
     StateFile,
+    open_log,
     pick_port,
     port_is_free,
+    python_child_env,
+    stop_child,
+    stop_leftover_servers,
 )
+from local_emulator.stack._reaper import REAPING_MARKER
 from local_emulator.stack.cos import CosServer
 from local_emulator.stack.endpoints import (
     DEFAULT_BUCKET,
@@ -47,6 +56,7 @@ POSTGRES = "postgres"
 REDIS = "redis"
 COS = "cos"
 ALL_SERVICES = (POSTGRES, REDIS, COS)
+LOCK_WAIT_WHILE_REAPING = 30.0
 
 
 class _Server(Protocol):
@@ -91,6 +101,7 @@ class LocalStack:
         self._state = StateFile(self.data_dir)
         self._servers: dict[str, _Server] = {}
         self._lock_fd: int | None = None
+        self._reaper: subprocess.Popen[bytes] | None = None
         self._mutex = threading.RLock()
         self._state_lock = threading.Lock()
 
@@ -111,8 +122,11 @@ class LocalStack:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self._acquire_lock()
             try:
+                stopped = stop_leftover_servers(self.data_dir)
+                if stopped:
+                    logger.warning("stopped servers left by a killed run: %s", stopped)
+                self._start_reaper()
                 self._servers = self._build_servers()
-                self._stop_leftovers()
                 with ThreadPoolExecutor(max_workers=len(self._servers)) as pool:
                     futures = [pool.submit(self._start_server, name) for name in self._servers]
                     errors = [future.exception() for future in futures]
@@ -121,6 +135,7 @@ class LocalStack:
                     raise first_error
             except BaseException:
                 self._stop_all()
+                self._stop_reaper()
                 self._release_lock()
                 raise
             atexit.register(self.stop)
@@ -131,6 +146,7 @@ class LocalStack:
         with self._mutex:
             atexit.unregister(self.stop)
             self._stop_all()
+            self._stop_reaper()
             self._release_lock()
 
     def __enter__(self) -> LocalStack:
@@ -265,14 +281,33 @@ class LocalStack:
             )
         return servers
 
-    def _stop_leftovers(self) -> None:
-        """Stop servers a killed run left on this data dir (PostgreSQL checks its own pid file)."""
-        state = self._state.read()
-        for name, server in self._servers.items():
-            stop_leftover = getattr(server, "stop_leftover", None)
-            pid = (state.get(name) or {}).get("pid")
-            if stop_leftover is not None and isinstance(pid, int):
-                stop_leftover(pid)
+    def _start_reaper(self) -> None:
+        """A watchdog that stops the servers if this process dies without calling stop()."""
+        log_fd = open_log(self.log_dir / "reaper.log")
+        try:
+            self._reaper = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "local_emulator.stack._reaper",
+                    "--parent-pid",
+                    str(os.getpid()),
+                    "--data-dir",
+                    str(self.data_dir),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log_fd,
+                env=python_child_env(),
+                start_new_session=True,
+            )
+        finally:
+            os.close(log_fd)
+
+    def _stop_reaper(self) -> None:
+        reaper, self._reaper = self._reaper, None
+        if reaper is not None:
+            stop_child(reaper, signal.SIGTERM, timeout=5.0)
 
     def _start_server(self, name: str) -> None:
         server = self._servers[name]
@@ -308,11 +343,18 @@ class LocalStack:
         if self._lock_fd is not None:
             return
         fd = os.open(self.data_dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise StackError(f"another LocalStack is running on {self.data_dir}") from None
+        deadline = time.monotonic() + LOCK_WAIT_WHILE_REAPING
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                # A reaper cleaning up after a killed owner holds the lock for a moment.
+                if (self.data_dir / REAPING_MARKER).exists() and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    continue
+                os.close(fd)
+                raise StackError(f"another LocalStack is running on {self.data_dir}") from None
         self._lock_fd = fd
 
     def _release_lock(self) -> None:

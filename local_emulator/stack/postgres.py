@@ -26,11 +26,9 @@ from typing import Any
 from local_emulator.stack._process import (
     LOOPBACK,
     StackError,
+    is_stack_server,
     log_tail,
     open_log,
-    pid_alive,
-    proc_cmdline,
-    proc_link,
     stop_child,
     stop_orphan,
 )
@@ -216,12 +214,7 @@ class PostgresServer:
             pid = int(first_line.strip())
         except (OSError, ValueError, IndexError):
             return
-        ours = (
-            pid_alive(pid)
-            and proc_link(pid, "exe") == str((self._bin / "postgres").resolve())
-            and str(self.cluster_dir) in proc_cmdline(pid)
-        )
-        if ours:
+        if is_stack_server("postgres", pid, self.data_dir):
             logger.warning("stopping leftover postgres pid=%s", pid)
             stop_orphan(pid, signal.SIGINT, timeout=20.0)
         pid_file.unlink(missing_ok=True)

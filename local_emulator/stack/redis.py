@@ -21,10 +21,7 @@ from local_emulator.stack._process import (
     StackError,
     log_tail,
     open_log,
-    pid_alive,
-    proc_link,
     stop_child,
-    stop_orphan,
 )
 
 logger = logging.getLogger(__name__)
@@ -89,20 +86,6 @@ class RedisServer:
 
     def url(self, db: int = 0) -> str:
         return f"redis://:{self._password}@{LOOPBACK}:{self.port}/{db}"
-
-    def is_leftover(self, pid: int) -> bool:
-        """True when pid is a redis-server of this data dir (redis runs with cwd = its dir)."""
-        return (
-            pid_alive(pid)
-            and proc_link(pid, "exe") == str(self._binary.resolve())
-            and proc_link(pid, "cwd") == str(self.redis_dir.resolve())
-        )
-
-    def stop_leftover(self, pid: int | None) -> None:
-        """Stop a server of this data dir left running by a killed run."""
-        if pid and self.is_leftover(pid):
-            logger.warning("stopping leftover redis pid=%s", pid)
-            stop_orphan(pid, signal.SIGTERM)
 
     def start(self) -> None:
         if self.running:

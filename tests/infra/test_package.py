@@ -335,6 +335,24 @@ def main_handler(event: dict[str, Any], context: dict[str, Any]) -> dict[str, An
 '''
 
 
+def _sources(names: list[str]) -> list[str]:
+    return [name for name in names if "__pycache__/" not in name]
+
+
+def assert_fresh_bytecode_only(archive: zipfile.ZipFile) -> None:
+    """Bytecode in a zip is what the packager compiled: unchecked-hash, next to its source,
+    never a stale file copied from the working tree."""
+    names = set(archive.namelist())
+    for name in names:
+        if not name.endswith((".pyc", ".pyo")):
+            continue
+        folder, _, filename = name.rpartition("__pycache__/")
+        assert filename.count(".") == 2, name
+        assert f"{folder}{filename.split('.')[0]}.py" in names, name
+        header = archive.read(name)[:8]
+        assert int.from_bytes(header[4:8], "little") == 0b01, name
+
+
 def _probe_functions_dir(root: Path) -> Path:
     folder = root / "functions" / "probe_fn"
     folder.mkdir(parents=True)
@@ -361,7 +379,9 @@ def test_a_stand_in_function_runs_from_the_layers_alone(
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     function_zip = out / "probe-fn.zip"
-    assert zipfile.ZipFile(function_zip).namelist() == ["index.py"]
+    archive = zipfile.ZipFile(function_zip)
+    assert _sources(archive.namelist()) == ["index.py"]
+    assert_fresh_bytecode_only(archive)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     report = _invoke_clean(
@@ -386,10 +406,11 @@ def test_deps_layer_holds_manylinux_cp311_binaries_at_the_zip_root(
         wheel = archive.read(
             next(n for n in names if re.fullmatch(r"pydantic_core-[^/]+\.dist-info/WHEEL", n))
         ).decode()
+        assert_fresh_bytecode_only(archive)
     assert f"pydantic_core/_pydantic_core.{RUNTIME_TAG}.so" in names
     assert re.search(r"^Tag: cp311-cp311-manylinux[\w.]*_x86_64$", wheel, re.MULTILINE), wheel
     assert {"pydantic/__init__.py", "structlog/__init__.py", "pg8000/__init__.py"} <= set(names)
-    assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))]
+    assert "pydantic/__pycache__/__init__.cpython-311.pyc" in names
     assert not [n for n in names if n.startswith("bin/")]
     native = [n for n in names if n.endswith(".so")]
     assert native
@@ -399,10 +420,11 @@ def test_deps_layer_holds_manylinux_cp311_binaries_at_the_zip_root(
 def test_common_layer_holds_the_hybrid_package_at_the_root_without_caches_or_tests(
     package_run: PackageRun,
 ) -> None:
-    names = zipfile.ZipFile(package_run.zip("hybrid-common.zip")).namelist()
+    archive = zipfile.ZipFile(package_run.zip("hybrid-common.zip"))
+    names = archive.namelist()
     assert "hybrid/__init__.py" in names
     assert all(n.startswith("hybrid/") for n in names)
-    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    assert_fresh_bytecode_only(archive)
     assert not [n for n in names if "/tests/" in n or n.rsplit("/", 1)[-1].startswith("test_")]
 
 
@@ -410,9 +432,9 @@ def test_every_function_folder_becomes_a_zip_with_its_files_at_the_root(
     package_run: PackageRun,
 ) -> None:
     for folder in discover_functions():
-        names = zipfile.ZipFile(package_run.zip(f"{scf_name(folder)}.zip")).namelist()
-        assert "index.py" in names
-        assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+        archive = zipfile.ZipFile(package_run.zip(f"{scf_name(folder)}.zip"))
+        assert "index.py" in archive.namelist()
+        assert_fresh_bytecode_only(archive)
 
 
 def test_the_build_prints_a_size_table_and_records_it_in_the_manifest(
@@ -432,22 +454,46 @@ def test_the_build_prints_a_size_table_and_records_it_in_the_manifest(
 
 def test_the_same_tree_gives_byte_identical_zips(tmp_path: Path) -> None:
     functions_dir = _probe_functions_dir(tmp_path / "src")
-    first = build_common_layer(REPO_ROOT, tmp_path / "a")
-    second = build_common_layer(REPO_ROOT, tmp_path / "b")
+    here = [Path(sys.executable)]
+    first = build_common_layer(REPO_ROOT, tmp_path / "a", WorkDirs(tmp_path / "wa"), here)
+    second = build_common_layer(REPO_ROOT, tmp_path / "b", WorkDirs(tmp_path / "wb"), here)
     assert first.sha256 == second.sha256
     assert first.path.read_bytes() == second.path.read_bytes()
-    one = build_function(functions_dir / "probe_fn", tmp_path / "a")
+    one = build_function(
+        functions_dir / "probe_fn", tmp_path / "a", WorkDirs(tmp_path / "wa"), here
+    )
     os.utime(functions_dir / "probe_fn" / "index.py", (1_000_000_000, 1_000_000_000))
-    two = build_function(functions_dir / "probe_fn", tmp_path / "b")
+    two = build_function(
+        functions_dir / "probe_fn", tmp_path / "b", WorkDirs(tmp_path / "wb"), here
+    )
     assert one.sha256 == two.sha256
     info = zipfile.ZipFile(one.path).infolist()[0]
     assert info.date_time == (1980, 1, 1, 0, 0, 0)
 
 
+def test_zips_ship_bytecode_for_the_runtime_so_cold_starts_do_not_compile(
+    tmp_path: Path,
+) -> None:
+    """SCF mounts code read-only: without shipped .pyc every cold start compiles from source."""
+    tag = f"cpython-{sys.version_info[0]}{sys.version_info[1]}"
+    here = [Path(sys.executable)]
+    common = build_common_layer(REPO_ROOT, tmp_path / "out", WorkDirs(tmp_path / "w"), here)
+    names = set(zipfile.ZipFile(common.path).namelist())
+    assert f"hybrid/__pycache__/handler.{tag}.pyc" in names
+    assert "hybrid/handler.py" in names
+    pyc = zipfile.ZipFile(common.path).read(f"hybrid/__pycache__/handler.{tag}.pyc")
+    # PEP 552 flags: bit 0 = hash-based, bit 1 = check_source; unchecked-hash is 0b01.
+    assert int.from_bytes(pyc[4:8], "little") == 0b01
+    function = build_function(
+        REPO_ROOT / "functions" / "admin_api", tmp_path / "out", WorkDirs(tmp_path / "w"), here
+    )
+    assert f"__pycache__/index.{tag}.pyc" in zipfile.ZipFile(function.path).namelist()
+
+
 def test_a_function_without_index_py_is_refused(tmp_path: Path) -> None:
     (tmp_path / "broken").mkdir()
     with pytest.raises(PackageError, match=r"no index\.py"):
-        build_function(tmp_path / "broken", tmp_path / "out")
+        build_function(tmp_path / "broken", tmp_path / "out", WorkDirs(tmp_path / "w"))
 
 
 def test_py310_deps_resolve_to_cp310_manylinux_x86_64_wheels() -> None:

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -25,6 +26,8 @@ import redis
 import requests
 from qcloud_cos import CosConfig, CosS3Client
 from qcloud_cos.cos_exception import CosServiceError
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from local_emulator.stack import LocalStack, StackEndpoints, StackError, resolve_stack
 from local_emulator.stack._process import pid_alive
@@ -150,7 +153,7 @@ def test_redis_requires_its_password(endpoints: StackEndpoints) -> None:
     assert client.ping() is True
     client.close()
     parts = urlsplit(endpoints.redis_url)
-    anonymous = redis.Redis(host=parts.hostname, port=parts.port)
+    anonymous = redis.Redis(host=parts.hostname, port=parts.port, retry=Retry(NoBackoff(), 0))
     with pytest.raises(redis.AuthenticationError):
         anonymous.ping()
     anonymous.close()
@@ -201,6 +204,17 @@ def test_redis_can_be_taken_down_and_brought_back_with_its_data(
     client = redis.Redis.from_url(stack.redis_url)
     assert client.get("outage-key") == b"kept"
     client.close()
+
+
+def test_postgres_recovers_after_being_killed(stack: LocalStack) -> None:
+    pid = stack.pids["postgres"]
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    stack.stop_postgres()
+    stack.start_postgres()
+    conn = pg_connect(stack.database_url)
+    assert conn.run("SELECT count(*) FROM outage") == [[1]]
+    conn.close()
 
 
 def test_a_second_stack_on_the_same_data_dir_is_refused(stack: LocalStack) -> None:
@@ -464,15 +478,20 @@ def test_a_stack_left_running_by_a_killed_process_is_cleaned_up(tmp_path: Path) 
     )
     assert proc.stdout is not None
     orphans = [int(pid) for pid in proc.stdout.readline().split()]
+    assert len(orphans) == 3
     proc.kill()
     proc.wait()
+    deadline = time.monotonic() + 15
+    while any(pid_alive(pid) for pid in orphans) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(pid_alive(pid) for pid in orphans), "the reaper left servers running"
+
     stack = LocalStack(data_dir)
     try:
         endpoints = stack.start()
         conn = pg_connect(endpoints.database_url)
         assert conn.run("SELECT 1") == [[1]]
         conn.close()
-        assert all(not pid_alive(pid) for pid in orphans)
     finally:
         pids = dict(stack.pids)
         stack.stop()
@@ -490,7 +509,9 @@ def test_resolve_stack_with_a_database_url_starts_no_postgres(
         assert resolved.database_url == endpoints.database_url
         assert set(started.pids) == {"redis", "cos"}
         assert not (tmp_path / "partial" / "postgres").exists()
-        assert redis.Redis.from_url(resolved.redis_url).ping() is True
+        client = redis.Redis.from_url(resolved.redis_url)
+        assert client.ping() is True
+        client.close()
     finally:
         pids = dict(started.pids)
         started.stop()
