@@ -75,7 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     invoke.add_argument("--header", action="append", default=[], metavar="K:V")
 
     demo = commands.add_parser("demo", parents=[common], help="start everything and run the demo")
-    demo.add_argument("--port", type=int, default=0)
+    demo.add_argument("--port", type=int, default=8787)
+    demo.add_argument("--exit", action="store_true", help="stop after the demo instead of serving")
     return parser
 
 
@@ -87,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args.project, data_dir, args.port, not args.no_stack)
         if args.command == "invoke":
             return _invoke(args, data_dir)
-        return _demo(args.project, data_dir, args.port)
+        return _demo(args.project, data_dir, args.port, not args.exit)
     except DescriptorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -123,12 +124,33 @@ def _serve(project: Path, data_dir: Path, port: int, with_stack: bool) -> int:
     return 0
 
 
-def _demo(project: Path, data_dir: Path, port: int) -> int:
+def _demo(project: Path, data_dir: Path, port: int, keep_serving: bool) -> int:
+    """Start everything, run the demo scenario, then keep serving (unless told to exit) so the
+    printed URLs and credentials can be tried."""
     _configure_logging(sys.stdout)
     demo = importlib.import_module("local_emulator.demo")
-    with Emulator(project, data_dir, port=port) as emulator:
-        print(f"gateway: {emulator.url}", flush=True)
-        demo.run(emulator)
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda _signum, _frame: stop.set())
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        try:
+            emulator = Emulator(project, data_dir, port=port).start()
+        except OSError:
+            # The default port is taken (another emulator?): any free one will do for a demo.
+            emulator = Emulator(project, data_dir, port=0).start()
+        try:
+            print(f"gateway: {emulator.url}", flush=True)
+            demo.run(emulator)
+            if keep_serving:
+                print(f"\nserving at {emulator.url}; Ctrl-C to stop", flush=True)
+                stop.wait()
+        finally:
+            emulator.stop()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 

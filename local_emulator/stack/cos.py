@@ -502,7 +502,7 @@ class MotoStore:
     """The few operations the shim needs on moto's in-process S3 backend."""
 
     def __init__(self) -> None:
-        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.core.models import DEFAULT_ACCOUNT_ID
         from moto.s3.exceptions import MissingBucket
         from moto.s3.models import s3_backends
 
@@ -758,6 +758,12 @@ class CosShim:
         except CosRequestError as exc:
             self._drain(environ)
             status, headers, body = self._error(exc, route, request_id, method)
+        except Exception:
+            # Answer like COS would (500 InternalError) rather than werkzeug's HTML page.
+            logger.exception("request failed request_id=%s", request_id)
+            self._drain(environ)
+            error = CosRequestError("InternalError", "We encountered an internal error.", 500)
+            status, headers, body = self._error(error, route, request_id, method)
         finally:
             logger.info(
                 "request method=%s bucket=%s key=%s status=%s request_id=%s ms=%d",
@@ -783,13 +789,13 @@ class CosShim:
         headers = _request_headers(environ)
         is_form_post = (
             method == "POST"
-            and route.bucket is not None
             and not route.raw_key
             and headers.get("content-type", "").lower().startswith("multipart/form-data")
         )
         if is_form_post:
-            assert route.bucket is not None
-            return self._post_object(environ, route.bucket, request_id)
+            # A form posted to the bare endpoint (no bucket Host) goes to the default bucket.
+            bucket = route.bucket or self.default_bucket
+            return self._post_object(environ, bucket, request_id)
         self._authenticate(environ, method, route, query, headers)
         creates_bucket = method == "PUT" and not route.raw_key
         if (
@@ -1045,21 +1051,22 @@ class CosShim:
             elif name in ("cache-control", "content-disposition", "content-encoding", "expires"):
                 put_env["HTTP_" + name.upper().replace("-", "_")] = _wsgi_str(value)
         captured = _Captured()
-        chunks = self.moto_app(put_env, captured)
-        moto_body = b"".join(chunks)
+        moto_body = b"".join(self.moto_app(put_env, captured))
         if captured.code >= 300:
-            return captured.code, self._response_headers(captured.headers, request_id), [moto_body]
+            moto_error = _parse_error(moto_body) or ("InternalError", "upload failed")
+            raise CosRequestError(*moto_error, status=captured.code)
         stored = self._sync(bucket, key)
         if stored is not None:
             self._notify(EVENT_POST, bucket, stored, environ, request_id)
         etag = f'"{stored.etag}"' if stored is not None else ""
         location = f"http://{bucket}.cos.{self.region}.myqcloud.com/{quote(key.encode())}"
-        headers = [("ETag", etag), ("Location", location)]
         redirect = fields.get("success_action_redirect")
         if redirect:
             joiner = "&" if urlsplit(redirect).query else "?"
             target = redirect + joiner + urlencode({"bucket": bucket, "key": key, "etag": etag})
-            return 303, self._response_headers([*headers, ("Location", target)], request_id), [b""]
+            headers = [("ETag", etag), ("Location", target)]
+            return 303, self._response_headers(headers, request_id), [b""]
+        headers = [("ETag", etag), ("Location", location)]
         wanted = fields.get("success_action_status", "204")
         status = int(wanted) if wanted in ("200", "201", "204") else 204
         if status == 201:
@@ -1087,6 +1094,8 @@ class CosShim:
         try:
             policy_json = base64.b64decode(encoded).decode("utf-8")
             policy = json.loads(policy_json)
+            if not isinstance(policy, dict):
+                raise ValueError("policy is not an object")
         except (ValueError, UnicodeDecodeError) as exc:
             raise CosRequestError(
                 "InvalidPolicyDocument", "policy is not base64 JSON", 400
@@ -1243,7 +1252,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def build_app(args: argparse.Namespace) -> CosShim:
     """The shim around a fresh moto S3 app, with the mirrored objects loaded."""
-    from moto.server import create_backend_app
+    from moto.moto_server.werkzeug_app import create_backend_app
 
     secret_key = args.secret_key_file.read_text().strip()
     if not secret_key:
@@ -1282,7 +1291,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    from werkzeug.serving import WSGIRequestHandler, make_server
+    from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
     class QuietHandler(WSGIRequestHandler):
         """Access lines come from the shim (without query strings, which hold signatures)."""
@@ -1294,8 +1303,8 @@ def main(argv: list[str] | None = None) -> int:
             return "tencent-cos"
 
     shim = build_app(args)
-    server = make_server(LOOPBACK, args.port, shim, threaded=True, request_handler=QuietHandler)
-    server.daemon_threads = True
+    server = ThreadedWSGIServer(LOOPBACK, args.port, shim, handler=QuietHandler)
+    # A request stuck on a client must not keep the process alive at shutdown.
     server.block_on_close = False
 
     def shutdown() -> None:

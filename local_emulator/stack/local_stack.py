@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from local_emulator.stack._process import (
     LOOPBACK,
@@ -40,7 +41,7 @@ from local_emulator.stack._process import (
     stop_leftover_servers,
 )
 from local_emulator.stack._reaper import REAPING_MARKER
-from local_emulator.stack.cos import CosServer
+from local_emulator.stack.cos import BUCKET_NAME, CosServer
 from local_emulator.stack.endpoints import (
     DEFAULT_BUCKET,
     DEFAULT_REGION,
@@ -97,6 +98,10 @@ class LocalStack:
         unknown = set(self.services) - set(ALL_SERVICES)
         if unknown:
             raise ValueError(f"unknown services: {sorted(unknown)}")
+        if not BUCKET_NAME.match(bucket):
+            raise ValueError(f"bucket must be a full COS name <name>-<appid>, got {bucket!r}")
+        if cos_notify_url and urlsplit(cos_notify_url).scheme not in ("http", "https"):
+            raise ValueError("cos_notify_url must be an http(s) URL")
         self._secrets = SecretStore(self.data_dir)
         self._state = StateFile(self.data_dir)
         self._servers: dict[str, _Server] = {}

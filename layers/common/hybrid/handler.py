@@ -42,12 +42,19 @@ def infrastructure_error_map() -> dict[type[Exception], ErrorMapper]:
     from hybrid.cache import CacheUnavailableError
     from hybrid.db import DatabaseUnavailableError
     from hybrid.queue.port import QueueUnavailableError
+    from hybrid.secrets import SecretError
     from hybrid.storage.port import StorageUnavailableError
 
     def unavailable(what: str) -> ErrorMapper:
         return lambda _exc: ServiceUnavailableError(f"{what} is temporarily unavailable")
 
+    def secret(exc: Exception) -> ProblemError:
+        if getattr(exc, "unavailable", False):
+            return ServiceUnavailableError("the secrets store is temporarily unavailable")
+        return InternalServerError()
+
     return {
+        SecretError: secret,
         DatabaseUnavailableError: unavailable("the database"),
         CacheUnavailableError: unavailable("the cache"),
         StorageUnavailableError: unavailable("object storage"),

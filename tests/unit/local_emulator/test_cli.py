@@ -173,7 +173,18 @@ def test_demo_runs_the_demo_module_against_a_started_emulator(
     monkeypatch.setattr(cli, "_configure_logging", lambda stream: None)
     for name, value in overrides.items():
         monkeypatch.setenv(name, value)
-    code = cli.main(["demo", "--project", str(fixture_file), "--data-dir", str(tmp_path)])
+    code = cli.main(
+        [
+            "demo",
+            "--exit",
+            "--port",
+            "0",
+            "--project",
+            str(fixture_file),
+            "--data-dir",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     assert seen == [200]
 

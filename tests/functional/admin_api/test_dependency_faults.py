@@ -61,3 +61,22 @@ def test_database_down_answers_503_with_retry_after(
         admin("POST", "/api/v1/admin/tenants", token=operator_token, body={"name": "After"}).status
         == 201
     )
+
+
+def test_secrets_store_down_answers_503_not_500(
+    admin: Call, operator_token: str, monkeypatch, unused_tcp_port: int
+) -> None:
+    """OPERATOR_KEY held in SSM while SSM cannot be reached: a retryable 503."""
+    from hybrid import secrets
+    from hybrid.config import clear_settings_cache
+
+    monkeypatch.setenv("OPERATOR_KEY", "ssm://hybrid/operator-key?version=v1")
+    monkeypatch.setenv("TENCENTCLOUD_SSM_ENDPOINT", f"http://127.0.0.1:{unused_tcp_port}")
+    monkeypatch.setenv("TENCENTCLOUD_SECRETID", "AKIDlocaltest")
+    monkeypatch.setenv("TENCENTCLOUD_SECRETKEY", "local-test-secret-key")
+    clear_settings_cache()
+    secrets.clear_cache()
+    result = admin("GET", "/api/v1/admin/tenants", token=operator_token)
+    assert result.status == 503
+    assert result.header("Retry-After")
+    assert "local-test-secret-key" not in result.body.decode()
