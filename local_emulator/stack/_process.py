@@ -49,16 +49,6 @@ def pick_port(preferred: int | None) -> int:
     return free_port()
 
 
-def wait_for_port(port: int, timeout: float) -> bool:
-    """Wait until something accepts TCP connections on 127.0.0.1:port."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), timeout=0.5):
-            return True
-        time.sleep(0.02)
-    return False
-
-
 # --- processes -------------------------------------------------------------------------------
 
 
@@ -130,17 +120,6 @@ def stop_child(
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    """Poll predicate until it is true or timeout seconds have passed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
 
 
 def log_tail(path: Path, lines: int = 15) -> str:

@@ -10,6 +10,7 @@ can reach it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import logging
 import os
@@ -115,9 +116,7 @@ class PostgresServer:
         if not (self.cluster_dir / "PG_VERSION").is_file():
             self._initdb()
         self._clear_stale_pid_file()
-        self._socket_dir = Path(tempfile.mkdtemp(prefix="hpg-"))
-        if self._account is not None:
-            os.chown(self._socket_dir, self._account.pw_uid, self._account.pw_gid)
+        self._socket_dir = self._make_socket_dir()
         command = [
             str(self._bin / "postgres"),
             "-D",
@@ -167,6 +166,23 @@ class PostgresServer:
             "extra_groups": [],
             "env": {**os.environ, "HOME": str(self.cluster_dir), "USER": self._account.pw_name},
         }
+
+    def _make_socket_dir(self) -> Path:
+        """A short directory for the Unix socket (paths are limited to ~100 bytes).
+
+        Named after the data dir, so a run that was killed leaves no new directory behind.
+        """
+        digest = hashlib.sha256(str(self.cluster_dir).encode()).hexdigest()[:12]
+        path = Path(tempfile.gettempdir()) / f"hpg-{digest}"
+        path.mkdir(mode=0o700, exist_ok=True)
+        if path.is_symlink() or path.stat().st_uid not in (os.geteuid(), self._uid()):
+            path = Path(tempfile.mkdtemp(prefix="hpg-"))
+        if self._account is not None:
+            os.chown(path, self._account.pw_uid, self._account.pw_gid)
+        return path
+
+    def _uid(self) -> int:
+        return self._account.pw_uid if self._account is not None else os.geteuid()
 
     def _initdb(self) -> None:
         if self.cluster_dir.exists():

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import logging
 import os
 import signal
 import socket
@@ -23,8 +22,6 @@ from local_emulator.stack._process import (
     open_log,
     stop_child,
 )
-
-logger = logging.getLogger(__name__)
 
 START_TIMEOUT = 20.0
 

@@ -424,7 +424,8 @@ def test_other_buckets_by_host_header_and_by_path(
 
 
 def test_data_survives_a_restart_of_the_stack_on_the_same_ports(tmp_path: Path) -> None:
-    first = LocalStack(tmp_path / "data")
+    # The notification target is down: uploads must succeed anyway.
+    first = LocalStack(tmp_path / "data", cos_notify_url="http://127.0.0.1:9/down")
     endpoints = first.start()
     ports = dict(first.ports)
     conn = pg_connect(endpoints.database_url)
@@ -436,6 +437,13 @@ def test_data_survives_a_restart_of_the_stack_on_the_same_ports(tmp_path: Path) 
     client.close()
     cos = CosS3Client(CosConfig(**endpoints.cos.sdk_config_kwargs()))
     cos.put_object(Bucket=endpoints.cos.bucket, Key="kept/a.txt", Body=b"object", ContentType="a/b")
+    cos.put_object(Bucket=endpoints.cos.bucket, Key="gone.txt", Body=b"deleted before restart")
+    cos.delete_object(Bucket=endpoints.cos.bucket, Key="gone.txt")
+    cos_log = tmp_path / "data" / "logs" / "cos.log"
+    deadline = time.monotonic() + 10
+    while "notify failed" not in cos_log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "notify failed" in cos_log.read_text()
     pids = dict(first.pids)
     first.stop()
     assert_all_gone(pids)
@@ -455,6 +463,8 @@ def test_data_survives_a_restart_of_the_stack_on_the_same_ports(tmp_path: Path) 
         got = cos.get_object(Bucket=again.cos.bucket, Key="kept/a.txt")
         assert got["Body"].get_raw_stream().read() == b"object"
         assert got["Content-Type"] == "a/b"
+        with pytest.raises(CosServiceError):
+            cos.head_object(Bucket=again.cos.bucket, Key="gone.txt")
     finally:
         pids = dict(second.pids)
         second.stop()

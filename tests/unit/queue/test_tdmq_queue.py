@@ -4,130 +4,36 @@ describes it) and answers in the documented SendMessages response shape."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
 from hybrid.queue import QueueError, QueueUnavailableError, TdmqQueue
+from tests.support.tencent_api import FakeTencentApi
 
 SECRET_ID = "AKIDqueuerole00000000001"
 SECRET_KEY = "queue-role-secret-key-abcdef0123456789"
 SESSION_TOKEN = "queue-session-token-0123456789abcdef"
 REGION = "ap-guangzhou"
 
-Responder = Callable[[dict[str, Any]], tuple[int, dict[str, Any]]]
 
-
-def _hmac(key: bytes, message: str) -> bytes:
-    return hmac.new(key, message.encode(), hashlib.sha256).digest()
-
-
-def tc3_problems(headers: dict[str, str], body: bytes, *, service: str) -> list[str]:
-    """What is wrong with a request's TC3-HMAC-SHA256 signature (empty when it is valid)."""
-    algorithm, _, rest = headers.get("authorization", "").partition(" ")
-    if algorithm != "TC3-HMAC-SHA256":
-        return [f"algorithm {algorithm!r}"]
-    parts = dict(item.strip().split("=", 1) for item in rest.split(","))
-    key_id, date, scope_service, terminator = parts["Credential"].split("/")
-    timestamp = headers.get("x-tc-timestamp", "0")
-    problems = []
-    if key_id != SECRET_ID:
-        problems.append("secret id")
-    if scope_service != service or terminator != "tc3_request":
-        problems.append("credential scope")
-    if date != datetime.fromtimestamp(int(timestamp), timezone.utc).strftime("%Y-%m-%d"):
-        problems.append("scope date")
-    if abs(time.time() - int(timestamp)) > 300:
-        problems.append("timestamp")
-    signed = parts["SignedHeaders"].split(";")
-    canonical_headers = "".join(f"{name}:{headers[name].strip().lower()}\n" for name in signed)
-    canonical_request = "\n".join(
-        [
-            "POST",
-            "/",
-            "",
-            canonical_headers,
-            parts["SignedHeaders"],
-            hashlib.sha256(body).hexdigest(),
-        ]
-    )
-    string_to_sign = "\n".join(
-        [
-            "TC3-HMAC-SHA256",
-            timestamp,
-            f"{date}/{service}/tc3_request",
-            hashlib.sha256(canonical_request.encode()).hexdigest(),
-        ]
-    )
-    signing_key = _hmac(_hmac(_hmac(f"TC3{SECRET_KEY}".encode(), date), service), "tc3_request")
-    expected = hmac.new(signing_key, string_to_sign.encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, parts["Signature"]):
-        problems.append("signature")
-    return problems
-
-
-class FakeTdmq:
+class FakeTdmq(FakeTencentApi):
     def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.problems: list[str] = []
-        self.responder: Responder = lambda params: (
-            200,
-            {"MessageId": f"26365:{len(self.requests)}:0", "ErrorMsg": ""},
+        super().__init__(
+            service="tdmq",
+            action="SendMessages",
+            version="2020-02-17",
+            region=REGION,
+            secret_id=SECRET_ID,
+            secret_key=SECRET_KEY,
+            session_token=SESSION_TOKEN,
+            responder=lambda params: (
+                200,
+                {"MessageId": f"26365:{len(self.requests)}:0", "ErrorMsg": ""},
+            ),
         )
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                status, payload = fake.handle({k.lower(): v for k, v in self.headers.items()}, body)
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-
-    def handle(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
-        request_id = f"tdmq-req-{len(self.requests) + 1}"
-        problems = tc3_problems(headers, body, service="tdmq")
-        expected = {
-            "x-tc-action": "SendMessages",
-            "x-tc-version": "2020-02-17",
-            "x-tc-region": REGION,
-            "x-tc-token": SESSION_TOKEN,
-        }
-        problems += [f"header {k}" for k, v in expected.items() if headers.get(k) != v]
-        params = json.loads(body)
-        self.requests.append({"headers": headers, "params": params})
-        if problems:
-            self.problems += problems
-            error = {"Code": "AuthFailure.SignatureFailure", "Message": ", ".join(problems)}
-            return 200, {"Response": {"Error": error, "RequestId": request_id}}
-        status, response = self.responder(params)
-        response.setdefault("RequestId", request_id)
-        return status, {"Response": response}
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

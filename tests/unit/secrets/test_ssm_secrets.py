@@ -5,14 +5,9 @@ here independently, as the "Signature v3" page of the TencentCloud API docs desc
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import threading
-import time
-from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,121 +17,29 @@ from structlog.testing import capture_logs
 from hybrid import secrets, tencent
 from hybrid.config import FunctionSettings, clear_settings_cache, load_settings
 from hybrid.log import redact_text
+from tests.support.tencent_api import FakeTencentApi
 
 SECRET_ID = "AKIDtestroleid000000000001"
 SECRET_KEY = "test-role-secret-key-0123456789abcdef"
 SESSION_TOKEN = "test-session-token-Zm9vYmFy-0123456789"
 REGION = "ap-shanghai"
 
-Responder = Callable[[dict[str, Any]], tuple[int, dict[str, Any]]]
 
-
-def _hmac(key: bytes, message: str) -> bytes:
-    return hmac.new(key, message.encode(), hashlib.sha256).digest()
-
-
-def tc3_problems(
-    headers: dict[str, str], body: bytes, *, service: str, secret_id: str, secret_key: str
-) -> list[str]:
-    """What is wrong with a request's TC3-HMAC-SHA256 signature (empty when it is valid)."""
-    auth = headers.get("authorization", "")
-    algorithm, _, rest = auth.partition(" ")
-    if algorithm != "TC3-HMAC-SHA256":
-        return [f"algorithm {algorithm!r}"]
-    parts = dict(item.strip().split("=", 1) for item in rest.split(","))
-    key_id, date, scope_service, terminator = parts["Credential"].split("/")
-    timestamp = headers.get("x-tc-timestamp", "0")
-    problems = []
-    if key_id != secret_id:
-        problems.append("secret id")
-    if scope_service != service or terminator != "tc3_request":
-        problems.append("credential scope")
-    if date != datetime.fromtimestamp(int(timestamp), timezone.utc).strftime("%Y-%m-%d"):
-        problems.append("scope date")
-    if abs(time.time() - int(timestamp)) > 300:
-        problems.append("timestamp")
-    signed = parts["SignedHeaders"].split(";")
-    if not {"content-type", "host"} <= set(signed):
-        problems.append("signed headers")
-    canonical_headers = "".join(f"{name}:{headers[name].strip().lower()}\n" for name in signed)
-    canonical_request = "\n".join(
-        [
-            "POST",
-            "/",
-            "",
-            canonical_headers,
-            parts["SignedHeaders"],
-            hashlib.sha256(body).hexdigest(),
-        ]
-    )
-    string_to_sign = "\n".join(
-        [
-            "TC3-HMAC-SHA256",
-            timestamp,
-            f"{date}/{service}/tc3_request",
-            hashlib.sha256(canonical_request.encode()).hexdigest(),
-        ]
-    )
-    signing_key = _hmac(_hmac(_hmac(f"TC3{secret_key}".encode(), date), service), "tc3_request")
-    expected = hmac.new(signing_key, string_to_sign.encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, parts["Signature"]):
-        problems.append("signature")
-    return problems
-
-
-class FakeSsm:
-    """A loopback SSM endpoint: verifies each request, records it, answers via `responder`."""
+class FakeSsm(FakeTencentApi):
+    """A loopback SSM endpoint holding `secrets` by (name, version)."""
 
     def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.problems: list[str] = []
         self.secrets: dict[tuple[str, str], dict[str, str]] = {}
-        self.responder: Responder = self._lookup
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                status, payload = fake.handle({k.lower(): v for k, v in self.headers.items()}, body)
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        super().__init__(
+            service="ssm",
+            action="GetSecretValue",
+            version="2019-09-23",
+            region=REGION,
+            secret_id=SECRET_ID,
+            secret_key=SECRET_KEY,
+            session_token=SESSION_TOKEN,
+            responder=self._lookup,
         )
-        self._thread.start()
-
-    def handle(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
-        request_id = f"req-{len(self.requests) + 1}"
-        problems = tc3_problems(
-            headers, body, service="ssm", secret_id=SECRET_ID, secret_key=SECRET_KEY
-        )
-        checks = {
-            "x-tc-action": "GetSecretValue",
-            "x-tc-version": "2019-09-23",
-            "x-tc-region": REGION,
-            "x-tc-token": SESSION_TOKEN,
-            "content-type": "application/json",
-        }
-        problems += [f"header {name}" for name, want in checks.items() if headers.get(name) != want]
-        params = json.loads(body)
-        self.requests.append({"headers": headers, "params": params})
-        if problems:
-            self.problems += problems
-            error = {"Code": "AuthFailure.SignatureFailure", "Message": ", ".join(problems)}
-            return 200, {"Response": {"Error": error, "RequestId": request_id}}
-        status, response = self.responder(params)
-        response.setdefault("RequestId", request_id)
-        return status, {"Response": response}
 
     def _lookup(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         found = self.secrets.get((params["SecretName"], params["VersionId"]))
@@ -152,10 +55,6 @@ class FakeSsm:
             "SecretString": found.get("string", ""),
             "SecretBinary": found.get("binary", ""),
         }
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -262,7 +161,7 @@ def test_missing_secret_raises_secret_error_naming_only_the_secret(ssm: FakeSsm)
     error = caught.value
     assert error.name == "no-such-secret"
     assert error.code == "ResourceNotFound.SecretNotExist"
-    assert error.request_id == "req-1"
+    assert error.request_id == "ssm-req-1"
     assert "no-such-secret" in str(error)
     for credential in (SECRET_KEY, SESSION_TOKEN):
         assert credential not in str(error)
