@@ -15,6 +15,15 @@ for extra in (ROOT / "layers" / "common", ROOT):
         sys.path.insert(0, str(extra))
 
 APP_TABLES = (
+    "outbox",
+    "tenant_usage",
+    "file_uploads",
+    "webhook_messages",
+    "idempotency_keys",
+    "push_receipts",
+    "data_conflicts",
+    "records",
+    "sources",
     "audit_log",
     "connector_sources",
     "connectors",
