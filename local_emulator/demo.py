@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
+import hashlib
+import hmac
 import json
+import time
+import uuid
 from typing import Any
 from urllib import error, request
 
@@ -40,6 +46,7 @@ def run(emulator: Any) -> None:
         {"daily_records": 1_000_000, "monthly_records": 20_000_000, "rpm": 600},
     )
     audit = client.call("GET", "/api/v1/admin/audit?limit=5", key["key"])
+    receipts = _push_demo(client, key["key"])
     _section("demo credentials (local only)")
     print(f"  operator key      {operator_key}")
     print(f"  tenant            {tenant['id']} ({tenant['name']})")
@@ -47,12 +54,89 @@ def run(emulator: Any) -> None:
     print(f"  connector         {connector['id']} ({connector['transport']})")
     print(f"  connector secret  {connector['secret']}  (shown once)")
     print(f"  quota             {json.dumps({k: quota[k] for k in ('daily_records', 'rpm')})}")
+    _section("pushes and their receipts")
+    for label, receipt in receipts:
+        counts = {
+            k: receipt.get(k)
+            for k in ("accepted", "inserted", "updated", "unchanged", "conflicts")
+            if k in receipt
+        }
+        print(
+            f"  {label:<9} {receipt.get('receipt_id') or receipt.get('upload_id')}  "
+            f"{json.dumps(counts)}"
+        )
     _section("recent audit entries")
     for entry in audit["entries"]:
         print(f"  {entry['at']}  {entry['action']:<18} {entry['target_id']}  by {entry['actor']}")
     _section("try it")
     print(f"  curl -s -H 'Authorization: Bearer {key['key']}' {base}/api/v1/admin/connectors")
     print(f"  curl -s -H 'Authorization: Bearer {operator_key}' {base}/api/v1/admin/tenants")
+
+
+def _push_demo(client: _Client, key: str) -> list[tuple[str, dict[str, Any]]]:
+    """A batch, a signed webhook and a file upload, each followed by its receipt or status."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    batch = client.call(
+        "POST",
+        "/api/v1/sync/push/batch",
+        key,
+        {
+            "source": "crm",
+            "records": [
+                {"key": "cust-1", "updated_at": now, "data": {"name": "张三", "city": "上海"}},
+                {"key": "cust-2", "updated_at": now, "data": {"name": "李四", "city": "深圳"}},
+            ],
+        },
+        headers={"Idempotency-Key": f"demo-{uuid.uuid4()}"},
+    )
+    receipt = client.call("GET", f"/api/v1/sync/receipts/{batch['receipt_id']}", key)
+    source = client.call(
+        "POST",
+        "/api/v1/admin/sources",
+        key,
+        {"name": f"shop-{uuid.uuid4().hex[:6]}", "webhooks": True, "webhook_key_path": "order_id"},
+    )
+    payload = json.dumps({"order_id": "A-1001", "total": "99.00"}).encode()
+    msg_id, stamp = f"msg_{uuid.uuid4().hex}", str(int(time.time()))
+    webhook = client.call(
+        "POST",
+        source["webhook_path"],
+        None,
+        raw=payload,
+        headers={
+            "webhook-id": msg_id,
+            "webhook-timestamp": stamp,
+            "webhook-signature": _sign(source["webhook_secret"], msg_id, stamp, payload),
+        },
+    )
+    webhook_receipt = client.call("GET", f"/api/v1/sync/receipts/{webhook['receipt_id']}", key)
+    lines = [
+        json.dumps({"key": f"sku-{i}", "updated_at": now, "data": {"qty": i}}) for i in range(1000)
+    ]
+    upload = client.call(
+        "POST",
+        "/api/v1/sync/push/file",
+        key,
+        {"source": "erp", "filename": "stock.ndjson.gz", "format": "ndjson", "compression": "gzip"},
+    )
+    content = gzip.compress("\n".join(lines).encode())
+    put = request.Request(upload["upload_url"], data=content, method="PUT")  # noqa: S310
+    with request.urlopen(put, timeout=30):  # noqa: S310 - the emulator's presigned URL
+        pass
+    status: dict[str, Any] = {}
+    for _ in range(100):
+        status = client.call("GET", f"/api/v1/sync/push/file/{upload['upload_id']}", key)
+        if status["status"] in {"done", "failed"}:
+            break
+        time.sleep(0.2)
+    return [("batch", receipt), ("webhook", webhook_receipt), ("file", status)]
+
+
+def _sign(secret: str, msg_id: str, timestamp: str, body: bytes) -> str:
+    """Standard Webhooks: v1,base64(HMAC-SHA256(base64-decoded secret, id.timestamp.body))."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
 
 def _demo_tenant(client: _Client, operator_key: str) -> dict[str, Any]:
@@ -79,12 +163,24 @@ class _Client:
     def __init__(self, base: str) -> None:
         self.base = base.rstrip("/")
 
-    def call(self, method: str, path: str, token: str, body: Any = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
+    def call(
+        self,
+        method: str,
+        path: str,
+        token: str | None,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        data = json.dumps(body).encode() if body is not None else raw
         req = request.Request(self.base + path, data=data, method=method)  # noqa: S310 - the emulator URL
-        req.add_header("Authorization", f"Bearer {token}")
+        if token is not None:
+            req.add_header("Authorization", f"Bearer {token}")
         if data is not None:
             req.add_header("Content-Type", "application/json")
+        for name, value in (headers or {}).items():
+            req.add_header(name, value)
         try:
             with request.urlopen(req, timeout=30) as resp:  # noqa: S310 - the emulator's URL
                 text = resp.read().decode()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import pg8000.native
 
 CONNECT_TIMEOUT_S = 5.0
+STATEMENT_TIMEOUT_MS = 30_000
 UNIQUE_VIOLATION = "23505"
 FOREIGN_KEY_VIOLATION = "23503"
 SERIALIZATION_FAILURE = "40001"
@@ -99,6 +100,14 @@ class Transaction:
     def scalar(self, sql: str, **params: Any) -> Any:
         rows = self._run(sql, params) or []
         return rows[0][0] if rows else None
+
+    def copy_in(self, sql: str, stream: Iterable[bytes]) -> int:
+        """Run `COPY … FROM STDIN` with data in COPY's format; the number of rows copied.
+
+        pg8000 sends each item of `stream` as one CopyData message: give it large chunks.
+        """
+        _translate(lambda: self._con.run(sql, stream=stream))
+        return int(self._con.row_count)
 
     def _run(self, sql: str, params: dict[str, Any]) -> list[list[Any]] | None:
         rows: list[list[Any]] | None = _translate(lambda: self._con.run(sql, **params))
@@ -201,17 +210,21 @@ class Database:
                     f"database rejected the connection ({code})"
                 ) from None
             raise QueryError(code, message) from None
-        _set_nodelay(connection)
+        _tune_socket(connection)
         # Statements of a function must not outlive it; the limit is per session.
-        connection.run("SET statement_timeout = 30000")
+        connection.run(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
         self._connection = connection
         return connection
 
 
-def _set_nodelay(connection: Any) -> None:
-    """pg8000 leaves Nagle on: a statement after a large write can stall ~40 ms over TCP."""
+def _tune_socket(connection: Any) -> None:
+    """pg8000 leaves Nagle on (a statement after a large write can stall ~40 ms over TCP) and
+    keeps the connect timeout for every read; a statement may run up to statement_timeout."""
     sock = getattr(connection, "_usock", None)
-    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+    if not isinstance(sock, socket.socket):
+        return
+    sock.settimeout(STATEMENT_TIMEOUT_MS / 1000 + 10)
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 

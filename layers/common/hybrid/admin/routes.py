@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from hybrid import audit, tenants
+from hybrid import audit, sources, tenants
 from hybrid.admin.app import AdminServices
 from hybrid.admin.schemas import (
     AuditQuery,
     CreateApiKeyRequest,
     CreateConnectorRequest,
+    CreateSourceRequest,
     CreateTenantRequest,
     QuotaRequest,
 )
@@ -250,6 +251,76 @@ def search_audit(call: Call[AdminServices]) -> Response:
     return json_response(
         {"entries": [entry.to_public() for entry in entries], "next_before": next_before}
     )
+
+
+@router.post("/api/v1/admin/sources")
+@require("admin")
+def create_source(call: Call[AdminServices]) -> Response:
+    """A tenant's data source; with `webhooks`, its Standard Webhooks secret is shown once."""
+    principal: Principal = call.principal
+    if principal.tenant_id is None:
+        raise AccessDeniedError("sources belong to a tenant: use a tenant admin key")
+    body = call.request.model(CreateSourceRequest)
+    from hybrid.webhooks import new_webhook_secret
+
+    secret = new_webhook_secret() if body.webhooks else None
+    with call.services.write() as tx:
+        source = sources.create_source(
+            tx,
+            call.services.secret_box,
+            tenant_id=principal.tenant_id,
+            name=body.name,
+            conflict_strategy=body.conflict_strategy,
+            priority=body.priority,
+            webhooks=body.webhooks,
+            webhook_key_path=body.webhook_key_path,
+            webhook_secret=secret,
+        )
+        _audit(
+            call,
+            tx,
+            tenant_id=principal.tenant_id,
+            action="source.create",
+            target_type="source",
+            target_id=source.id,
+            details={"name": source.name, "webhooks": body.webhooks},
+        )
+    shown = {"webhook_secret": secret} if secret else {}
+    return json_response({**source.to_public(), **shown}, 201, NO_STORE)
+
+
+@router.get("/api/v1/admin/sources")
+@require("admin")
+def list_sources(call: Call[AdminServices]) -> Response:
+    principal: Principal = call.principal
+    if principal.tenant_id is None:
+        raise AccessDeniedError("sources belong to a tenant: use a tenant admin key")
+    with call.services.read() as tx:
+        found = sources.list_sources(tx, principal.tenant_id)
+    return json_response({"sources": [source.to_public() for source in found]})
+
+
+@router.post("/api/v1/admin/sources/{source_id}/webhook-secret")
+@require("admin")
+def rotate_webhook_secret(call: Call[AdminServices]) -> Response:
+    """A new webhook secret, shown once; the previous one stays valid until the next rotation."""
+    principal: Principal = call.principal
+    from hybrid.webhooks import new_webhook_secret
+
+    secret = new_webhook_secret()
+    with call.services.write() as tx:
+        source = sources.get_source(tx, call.params["source_id"], tenant_id=principal.tenant_id)
+        sources.rotate_webhook_secret(tx, call.services.secret_box, source, secret)
+        _audit(
+            call,
+            tx,
+            tenant_id=source.tenant_id,
+            action="source.rotate_webhook_secret",
+            target_type="source",
+            target_id=source.id,
+            details={"name": source.name},
+        )
+    return json_response({"source_id": source.id, "webhook_secret": secret}, 201, NO_STORE)
 
 
 def _connector_owner(principal: Principal, requested: str | None) -> str:

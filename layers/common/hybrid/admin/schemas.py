@@ -94,3 +94,15 @@ class AuditQuery(BaseModel):
         if value is not None and value.tzinfo is None:
             raise ValueError("times must carry a zone (RFC 3339)")
         return value
+
+
+class CreateSourceRequest(StrictModel):
+    name: SourceName
+    conflict_strategy: Literal[
+        "timestamp_priority", "source_priority", "keep_both", "manual_review", "merge_fields"
+    ] = "timestamp_priority"
+    priority: Annotated[int, Field(ge=-1000, le=1000)] = 0
+    webhooks: bool = False
+    webhook_key_path: (
+        Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){0,9}$")] | None
+    ) = None

@@ -65,10 +65,11 @@ def authenticate(request: Request, services: AuthServices) -> Principal:
 
 
 def require(
-    *scopes: str, operator: bool = False
+    *scopes: str, operator: bool = False, any_of: tuple[str, ...] = ()
 ) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
-    """Route decorator: authenticate, check the role and scopes, pass the principal on."""
-    unknown = set(scopes) - SCOPES
+    """Route decorator: authenticate, check the role and scopes (all of `scopes`, and at least
+    one of `any_of` when given), pass the principal on."""
+    unknown = (set(scopes) | set(any_of)) - SCOPES
     if unknown:
         raise ValueError(f"unknown scopes {sorted(unknown)}")
 
@@ -80,12 +81,17 @@ def require(
                 raise AccessDeniedError("operator credentials required")
             if not principal.has_scopes(scopes):
                 raise AccessDeniedError(f"this operation needs the scope {', '.join(scopes)}")
+            if any_of and not any(principal.has_scopes([scope]) for scope in any_of):
+                raise AccessDeniedError(
+                    f"this operation needs one of the scopes {', '.join(any_of)}"
+                )
             from hybrid import log
 
             log.bind(tenant_id=principal.tenant_id, actor=principal.actor)
             return handler(call.with_principal(principal))
 
-        guarded.required_scopes = scopes  # type: ignore[attr-defined]
+        guarded.required_scopes = scopes or any_of  # type: ignore[attr-defined]
+        guarded.any_of = bool(any_of)  # type: ignore[attr-defined]
         guarded.operator_only = operator  # type: ignore[attr-defined]
         return guarded
 

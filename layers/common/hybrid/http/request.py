@@ -56,8 +56,11 @@ class Request:
         values = self.query.get(name)
         return values[0] if values else None
 
-    def json(self) -> Any:
-        """The body as JSON: 413 when too large, 415 when not JSON, 400 when malformed."""
+    def json(self, *, check_depth: bool = True) -> Any:
+        """The body as JSON: 413 when too large, 415 when not JSON, 400 when malformed.
+
+        `check_depth=False` skips the nesting walk for routes that bound the depth of every
+        nested value themselves (it costs ~30 ms on a 5,000-record batch)."""
         if len(self.body) > MAX_BODY_BYTES:
             raise PayloadTooLargeError(f"request body exceeds {MAX_BODY_BYTES} bytes")
         content_type = (self.header("content-type") or "").split(";")[0].strip().lower()
@@ -74,15 +77,15 @@ class Request:
             raise BadRequestError("request body is not valid UTF-8") from None
         except (ValueError, RecursionError) as exc:
             raise BadRequestError(f"malformed JSON: {_json_error(exc)}") from None
-        if _depth(value) > _MAX_JSON_DEPTH:
+        if check_depth and _depth(value) > _MAX_JSON_DEPTH:
             raise BadRequestError("JSON document is nested too deeply")
         return value
 
-    def model(self, model_cls: type[ModelT]) -> ModelT:
+    def model(self, model_cls: type[ModelT], *, check_depth: bool = True) -> ModelT:
         """Validate the JSON body against a pydantic model; 422 lists every failing field."""
         from pydantic import ValidationError
 
-        data = self.json()
+        data = self.json(check_depth=check_depth)
         try:
             return model_cls.model_validate(data)
         except ValidationError as exc:

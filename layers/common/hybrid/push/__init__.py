@@ -1,0 +1,1 @@
+"""push-ingest: batches, signed webhooks and large files into PostgreSQL, exactly once."""
