@@ -45,8 +45,8 @@ def run(emulator: Any) -> None:
         operator_key,
         {"daily_records": 1_000_000, "monthly_records": 20_000_000, "rpm": 600},
     )
-    audit = client.call("GET", "/api/v1/admin/audit?limit=5", key["key"])
     receipts = _push_demo(client, key["key"])
+    audit = client.call("GET", "/api/v1/admin/audit?limit=8", key["key"])
     _section("demo credentials (local only)")
     print(f"  operator key      {operator_key}")
     print(f"  tenant            {tenant['id']} ({tenant['name']})")
@@ -71,6 +71,12 @@ def run(emulator: Any) -> None:
     _section("try it")
     print(f"  curl -s -H 'Authorization: Bearer {key['key']}' {base}/api/v1/admin/connectors")
     print(f"  curl -s -H 'Authorization: Bearer {operator_key}' {base}/api/v1/admin/tenants")
+    print(
+        f"  curl -s -X POST {base}/api/v1/sync/push/batch -H 'Authorization: Bearer {key['key']}'"
+        ' -H \'Content-Type: application/json\' -d \'{"source": "crm", "records": '
+        '[{"key": "cust-9", "updated_at": "2026-11-23T08:00:00Z", '
+        '"data": {"name": "王五"}}]}\''
+    )
 
 
 def _push_demo(client: _Client, key: str) -> list[tuple[str, dict[str, Any]]]:

@@ -151,6 +151,8 @@ class Emulator:
 
         from infra.migrate import upgrade
 
+        # Alembic narrates every plugin it loads at INFO; the emulator logs the outcome itself.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
         try:
             upgrade(database_url)
         except (InterfaceError, OperationalError) as exc:

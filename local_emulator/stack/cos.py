@@ -907,6 +907,13 @@ class CosShim:
         if body is not None:
             env["wsgi.input"] = io.BytesIO(body)
             env["CONTENT_LENGTH"] = str(len(body))
+        content_type = str(env.get("CONTENT_TYPE") or "").lower()
+        if str(env.get("REQUEST_METHOD", "")).upper() == "PUT" and content_type.startswith(
+            ("application/x-www-form-urlencoded", "multipart/form-data")
+        ):
+            # COS stores any PUT body as bytes; moto's werkzeug would parse a form-typed body
+            # (urllib's default for data) into fields and store an empty object.
+            env["CONTENT_TYPE"] = "application/octet-stream"
         return env
 
     def _response_headers(

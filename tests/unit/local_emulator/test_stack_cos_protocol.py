@@ -267,3 +267,30 @@ def test_external_cos_needs_its_credentials() -> None:
         "hybrid-local-1250000000",
         "https://cos.example:443",
     )
+
+
+def test_presigned_put_with_a_form_content_type_stores_the_bytes(tmp_path) -> None:
+    """urllib sends `application/x-www-form-urlencoded` for any data: COS stores the body as is."""
+    from urllib import request
+
+    from hybrid.storage.cos import CosObjectStore
+    from local_emulator.stack import LocalStack
+
+    stack = LocalStack(tmp_path, services=("cos",))
+    stack.start_services()
+    try:
+        cos = stack.cos_endpoint
+        store = CosObjectStore(
+            region=cos.region,
+            bucket=cos.bucket,
+            secret_id=cos.secret_id,
+            secret_key=cos.secret_key,
+            endpoint_url=cos.endpoint_url,
+        )
+        url = store.presign_put("uploads/form.bin", expires_in=600)
+        put = request.Request(url, data=b"a=1&b=2 raw bytes", method="PUT")
+        with request.urlopen(put, timeout=30) as response:
+            assert response.status == 200
+        assert store.get_bytes("uploads/form.bin") == b"a=1&b=2 raw bytes"
+    finally:
+        stack.stop()
