@@ -48,6 +48,12 @@ class QueryError(DatabaseError):
         self.code = code
 
 
+class DataError(QueryError):
+    """SQLSTATE class 22: a value PostgreSQL cannot store (NUL in text, a date out of range,
+    a number too large). Caused by input the validation let through; the transaction is
+    rolled back, so nothing is partially written."""
+
+
 @dataclass(frozen=True)
 class ConnectionParams:
     user: str
@@ -239,6 +245,8 @@ def _translate(call: Any) -> Any:
         code, message = _pg_error(exc)
         if code.startswith("23"):
             raise IntegrityError(code, _constraint(exc)) from None
+        if code.startswith("22"):
+            raise DataError(code, message) from None
         if code.startswith("08") or code in {"57P01", "57P02", "57P03"}:
             raise DatabaseUnavailableError(f"database connection failed ({code})") from None
         raise QueryError(code, message) from None

@@ -25,6 +25,7 @@ from hybrid.http.problem import (
     InternalServerError,
     ProblemError,
     ServiceUnavailableError,
+    UnprocessableError,
 )
 from hybrid.http.request import Request
 from hybrid.http.response import Response, dump_json
@@ -40,7 +41,7 @@ PROBLEM_HEADERS = {"Content-Type": "application/problem+json"}
 def infrastructure_error_map() -> dict[type[Exception], ErrorMapper]:
     """Infrastructure failures a caller can retry: 503 with Retry-After."""
     from hybrid.cache import CacheUnavailableError
-    from hybrid.db import DatabaseUnavailableError
+    from hybrid.db import DatabaseUnavailableError, DataError
     from hybrid.queue.port import QueueUnavailableError
     from hybrid.secrets import SecretError
     from hybrid.storage.port import StorageUnavailableError
@@ -54,6 +55,9 @@ def infrastructure_error_map() -> dict[type[Exception], ErrorMapper]:
         return InternalServerError()
 
     return {
+        DataError: lambda _exc: UnprocessableError(
+            "a value cannot be stored (a NUL character, or a date or number out of range)"
+        ),
         SecretError: secret,
         DatabaseUnavailableError: unavailable("the database"),
         CacheUnavailableError: unavailable("the cache"),

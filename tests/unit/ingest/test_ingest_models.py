@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -145,19 +144,15 @@ def test_an_empty_batch_is_valid() -> None:
     assert validate_records([]) == ([], [])
 
 
-def test_validating_a_clean_batch_of_5000_is_fast() -> None:
+def test_a_clean_batch_of_5000_is_all_valid() -> None:
     raw = [
         record(key=f"cust-{i}", data={"name": f"Customer {i}", "city": "Shenzhen", "n": i,
                                        "tags": ["a", "b"], "ok": True})
         for i in range(5000)
     ]  # fmt: skip
-    validate_records(raw)  # warm up
-    started = time.process_time()
     valid, rejections = validate_records(raw)
-    elapsed = time.process_time() - started
-    assert len(valid) == 5000
+    assert [index for index, _ in valid] == list(range(5000))
     assert not rejections
-    assert elapsed < 0.5  # ≈ 30 ms here; generous for a loaded machine
 
 
 def test_source_config_is_a_frozen_value() -> None:
@@ -207,21 +202,19 @@ def test_the_hash_survives_a_json_round_trip(data: dict[str, Any]) -> None:
     assert canonical_json(reordered) == canonical_json(data)
 
 
-def test_hashing_5000_documents_takes_milliseconds() -> None:
-    docs = [{"name": f"Customer {i}", "city": "Shenzhen", "n": i, "score": i / 7, "ok": True,
-             "tags": ["a", "b"], "at": "2026-11-20T08:00:00Z"} for i in range(5000)]  # fmt: skip
-    started = time.process_time()
-    for doc in docs:
-        content_hash(doc)
-    assert time.process_time() - started < 0.25  # ≈ 15 ms here
-
-
 def test_updated_at_keeps_its_instant_across_offsets() -> None:
     ((_, a), (_, b)), _ = validate_records(
         [record(updated_at="2026-11-20T16:00:00+08:00"), record(updated_at=AT)]
     )
     assert a.updated_at == b.updated_at
-    assert a.updated_at.utcoffset() == timedelta(hours=8)
+    # Stored in UTC: PostgreSQL refuses offsets beyond ±15:59, which Python allows.
+    assert a.updated_at.utcoffset() == timedelta(0)
+
+
+def test_far_offsets_are_normalised_not_rejected() -> None:
+    (((_, stored),), rejected) = validate_records([record(updated_at="1827-11-12T08:10:26+16:18")])
+    assert not rejected
+    assert stored.updated_at.isoformat() == "1827-11-11T15:52:26+00:00"
 
 
 def test_the_engine_knows_every_strategy_of_the_model() -> None:

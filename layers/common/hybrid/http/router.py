@@ -85,6 +85,9 @@ class Router:
     def resolve(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         """The route for a request: 404 for an unknown path, 405 for a known path."""
         path = path.rstrip("/") or "/"
+        if any(ord(char) < 0x20 or char == "\x7f" for char in path):
+            # No identifier holds control characters; and PostgreSQL text cannot hold NUL.
+            raise NotFoundError("no such resource")
         allowed: list[str] = []
         for route in self._routes:
             params = route.match(path)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar, get_args, overload
 
@@ -123,6 +123,16 @@ def _rfc3339_shape(value: Any) -> Any:
     return value
 
 
+def _as_utc(value: datetime) -> datetime:
+    """Stored in UTC: PostgreSQL accepts offsets up to ±15:59 only, Python up to ±23:59."""
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:
+        raise PydanticCustomError(
+            "datetime_range", "updated_at is out of the supported date range"
+        ) from None
+
+
 class IncomingRecord(BaseModel):
     """One pushed record. Treat instances as immutable: the canonical JSON is cached."""
 
@@ -130,7 +140,7 @@ class IncomingRecord(BaseModel):
 
     key: Annotated[str, Field(min_length=1, max_length=MAX_KEY_LENGTH), AfterValidator(_check_key)]
     op: Operation = "upsert"
-    updated_at: Annotated[AwareDatetime, BeforeValidator(_rfc3339_shape)]
+    updated_at: Annotated[AwareDatetime, BeforeValidator(_rfc3339_shape), AfterValidator(_as_utc)]
     # Checked (and encoded) by _check_data: validating it field by field would copy it.
     data: SkipValidation[dict[str, Any] | None] = None
 
