@@ -6,8 +6,6 @@ it is stored sealed (AES-GCM), shown once at creation and never listed.
 
 from __future__ import annotations
 
-import base64
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,8 +15,7 @@ from hybrid.auth.keys import new_id
 from hybrid.crypto import SecretBox
 from hybrid.db import IntegrityError, Transaction
 from hybrid.errors import ResourceExistsError, ResourceNotFoundError
-
-SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
+from hybrid.webhooks import new_webhook_secret
 
 
 class ConnectorNotFoundError(ResourceNotFoundError):
@@ -63,11 +60,6 @@ class Connector:
         }
 
 
-def new_connector_secret() -> str:
-    """A Standard Webhooks secret: `whsec_` + base64 of 32 random bytes."""
-    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
-
-
 def create_connector(
     tx: Transaction,
     box: SecretBox,
@@ -80,7 +72,8 @@ def create_connector(
 ) -> tuple[Connector, str]:
     """The new connector and its secret (to be shown once)."""
     connector_id = new_id("con")
-    secret = new_connector_secret()
+    # Connectors sign both directions the Standard Webhooks way: the same kind of secret.
+    secret = new_webhook_secret()
     try:
         row = tx.one(
             "INSERT INTO connectors (id, tenant_id, name, transport, endpoint, secret_ciphertext) "
