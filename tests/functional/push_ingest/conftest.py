@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.functions import load_function
 from tests.support.http import HttpResult, context, function_url_event, read_result
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -14,14 +14,7 @@ ENCRYPTION_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 
 
 def load_handler_module() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "push_ingest_index_under_test", ROOT / "functions" / "push_ingest" / "index.py"
-    )
-    assert spec
-    assert spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_function("push_ingest")
 
 
 @pytest.fixture

@@ -3,47 +3,26 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import cached_property
 
-from hybrid.config import DatabaseSettings, EncryptionSettings, OperatorSettings
-from hybrid.crypto import SecretBox
-from hybrid.db import Database, Transaction, database
+from hybrid.config import OperatorSettings
 from hybrid.handler import FunctionApp
 from hybrid.problems import DOMAIN_ERROR_MAP
+from hybrid.services import StoreServices, StoreSettings
 
 FUNCTION_NAME = "admin-api"
 
 
-class AdminApiSettings(DatabaseSettings, OperatorSettings, EncryptionSettings):
+class AdminApiSettings(StoreSettings, OperatorSettings):
     """Everything admin-api reads from its environment."""
 
 
-class AdminServices:
-    """The clients one invocation uses; the expensive ones are cached per instance."""
-
-    def __init__(self, settings: AdminApiSettings) -> None:
-        self.settings = settings
-
-    @property
-    def db(self) -> Database:
-        return database(self.settings.database_url.get_secret_value())
-
-    @contextmanager
-    def read(self) -> Iterator[Transaction]:
-        with self.db.transaction() as tx:
-            yield tx
-
-    write = read
+class AdminServices(StoreServices[AdminApiSettings]):
+    """admin-api's clients: the store, plus the operator key's hash."""
 
     @cached_property
     def operator_key_sha256(self) -> bytes:
         return hashlib.sha256(self.settings.operator_key.get_secret_value().encode()).digest()
-
-    @cached_property
-    def secret_box(self) -> SecretBox:
-        return SecretBox(self.settings.secrets_encryption_key.get_secret_value())
 
 
 def build_function() -> FunctionApp[AdminApiSettings]:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from hybrid.config import CosSettings, DatabaseSettings, EncryptionSettings, RedisSettings
-from hybrid.crypto import SecretBox
-from hybrid.db import Database, Transaction, database
+from hybrid.config import CosSettings, RedisSettings
 from hybrid.handler import FunctionApp
+from hybrid.services import StoreServices, StoreSettings
 
 if TYPE_CHECKING:
     from hybrid.ratelimit import RateLimiter
@@ -20,7 +17,7 @@ if TYPE_CHECKING:
 FUNCTION_NAME = "push-ingest"
 
 
-class PushIngestSettings(DatabaseSettings, RedisSettings, CosSettings, EncryptionSettings):
+class PushIngestSettings(StoreSettings, RedisSettings, CosSettings):
     """Everything push-ingest reads from its environment."""
 
 
@@ -28,24 +25,10 @@ _limiters: dict[str, RateLimiter] = {}
 _limiters_lock = threading.Lock()
 
 
-class PushServices:
-    """The clients one invocation uses; connections and limiters are cached per instance."""
+class PushServices(StoreServices[PushIngestSettings]):
+    """push-ingest's clients: the store, Redis, the rate limiter and COS."""
 
     operator_key_sha256: bytes | None = None  # operators do not push data
-
-    def __init__(self, settings: PushIngestSettings) -> None:
-        self.settings = settings
-
-    @property
-    def db(self) -> Database:
-        return database(self.settings.database_url.get_secret_value())
-
-    @contextmanager
-    def read(self) -> Iterator[Transaction]:
-        with self.db.transaction() as tx:
-            yield tx
-
-    write = read
 
     def redis(self) -> Any:
         from hybrid.cache import redis_client
@@ -69,10 +52,6 @@ class PushServices:
         from hybrid.storage import object_store
 
         return object_store(self.settings)
-
-    @cached_property
-    def secret_box(self) -> SecretBox:
-        return SecretBox(self.settings.secrets_encryption_key.get_secret_value())
 
 
 def build_function() -> FunctionApp[PushIngestSettings]:
