@@ -206,6 +206,7 @@ def _invoke_clean(
     event: Mapping[str, Any],
     context: Mapping[str, Any],
     env: Mapping[str, str],
+    python: tuple[str, ...] = CLEAN_PYTHON,
 ) -> dict[str, Any]:
     user = work / "var" / "user"
     with zipfile.ZipFile(function_zip) as archive:
@@ -215,7 +216,7 @@ def _invoke_clean(
     request_file, result_file = work / "request.json", work / "result.json"
     request_file.write_text(json.dumps({"event": event, "context": context}), encoding="utf-8")
     completed = subprocess.run(
-        [*CLEAN_PYTHON, CHILD, str(user), str(opt), str(request_file), str(result_file)],
+        [*python, CHILD, str(user), str(opt), str(request_file), str(result_file)],
         env={**_scf_environment(str(context["function_name"]), user, home), **env},
         cwd=home,
         capture_output=True,
@@ -303,6 +304,54 @@ def test_packaged_http_function_answers_401_problem_without_site_packages_or_dat
         _settings_environment(settings_cls),
     )
     _assert_unauthorized_problem(report["result"])
+
+
+@pytest.fixture(scope="session")
+def scf_opt_py310(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, Path]:
+    """SCF's Python 3.10: the interpreter, the py310 zips and their /opt (skips without 3.10)."""
+    from infra.package import find_interpreter
+
+    interpreter = find_interpreter("3.10")
+    if interpreter is None:
+        pytest.skip("no CPython 3.10 on this machine to run the SCF runtime's layer with")
+    out = tmp_path_factory.mktemp("package310")
+    completed = subprocess.run(
+        [*PACKAGE_COMMAND, "--out", str(out), "--runtime", "3.10"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    opt = tmp_path_factory.mktemp("scf310") / "opt"
+    for name in ("hybrid-common.zip", "hybrid-deps-py310.zip"):
+        with zipfile.ZipFile(out / name) as archive:
+            archive.extractall(opt)
+    return str(interpreter), out, opt
+
+
+@pytest.mark.parametrize("folder", sorted(HTTP_FUNCTIONS))
+def test_packaged_http_function_runs_on_scf_python_310(
+    folder: str, scf_opt_py310: tuple[str, Path, Path], tmp_path: Path
+) -> None:
+    """SCF offers Python up to 3.10: the same code and the py310 deps layer work there."""
+    interpreter, out, opt = scf_opt_py310
+    settings_cls = import_module(f"functions.{folder}.index").SETTINGS
+    method, path = _probe_path(HTTP_FUNCTIONS[folder])
+    report = _invoke_clean(
+        out / f"{scf_name(folder)}.zip",
+        opt,
+        tmp_path,
+        _function_url_event(method, path),
+        _context(scf_name(folder)),
+        _settings_environment(settings_cls),
+        python=(interpreter, "-I", "-S", "-B", "-c"),
+    )
+    _assert_unauthorized_problem(report["result"])
+    assert report["origins"]["pydantic_core._pydantic_core"].endswith(
+        "_pydantic_core.cpython-310-x86_64-linux-gnu.so"
+    )
 
 
 PROBE_FUNCTION = '''
