@@ -24,6 +24,7 @@ emulator: $(STAMP)
 
 ## The whole test suite (CI runs exactly this).
 test: $(STAMP)
+	bash infra/scripts/install-mariadb.sh
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -65,6 +65,18 @@ def clean_db(endpoints: object) -> str:
     return url
 
 
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real MariaDB server (installed by infra/scripts/install-mariadb.sh), the customer side."""
+    from tests.support.mariadb import start_for_tests
+
+    server = start_for_tests(tmp_path_factory)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def unused_tcp_port() -> int:
     """A loopback port nothing listens on."""
