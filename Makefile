@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: venv demo emulator test check lint format typecheck package bench clean
 
-$(STAMP): requirements-dev.txt layers/deps/requirements.txt
+$(STAMP): requirements-dev.txt layers/deps/requirements.txt connector/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
