@@ -209,8 +209,11 @@ class QueueConsumer:
         except ValueError as exc:
             text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
             entry = {"raw": text, "error": f"invalid message: {exc}"}
-            self._client.lpush(dead_key(topic), json.dumps(entry))
-            self._client.lrem(processing_key(topic), 1, raw)  # type: ignore[arg-type]
+            # One MULTI/EXEC: the message is in exactly one of the two lists at any time.
+            pipe = self._client.pipeline(transaction=True)
+            pipe.lpush(dead_key(topic), json.dumps(entry))
+            pipe.lrem(processing_key(topic), 1, raw)  # type: ignore[arg-type]
+            pipe.execute()
             log_json(
                 _log,
                 logging.ERROR,
@@ -245,6 +248,7 @@ class QueueConsumer:
         result: InvocationResult,
         letter: DeadLetter | None,
     ) -> None:
+        pipe = self._client.pipeline(transaction=True)
         if letter is not None:
             entry = {
                 **message,
@@ -253,7 +257,7 @@ class QueueConsumer:
                 "function": trigger.function,
                 "subscription": trigger.subscription,
             }
-            self._client.lpush(dead_key(topic), json.dumps(entry))
+            pipe.lpush(dead_key(topic), json.dumps(entry))
             log_json(
                 _log,
                 logging.ERROR,
@@ -264,4 +268,6 @@ class QueueConsumer:
                 attempts=letter.attempts,
             )
         if delivery.done():
-            self._client.lrem(processing_key(topic), 1, delivery.raw)  # type: ignore[arg-type]
+            pipe.lrem(processing_key(topic), 1, delivery.raw)  # type: ignore[arg-type]
+        # Dead letter and removal land together (MULTI/EXEC), so nothing is seen half-moved.
+        pipe.execute()
