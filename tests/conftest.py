@@ -8,11 +8,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 for extra in (ROOT / "layers" / "common", ROOT):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
+
+# CI runs the same examples every time (a red CI must be reproducible); locally hypothesis
+# explores new ones on every run.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 APP_TABLES = (
     "outbox",
