@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 
 class Rows(Iterator[dict[str, Any]], Protocol):
-    """One query's rows as dicts; see `connector.sources.postgres.RowStream`."""
+    """One query's rows as dicts; see `connector.sources.streaming.RowStream`."""
 
     columns: tuple[str, ...]
     row_count: int

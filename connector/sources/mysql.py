@@ -49,7 +49,7 @@ from connector.sources.errors import (
     SourceUnavailableError,
     UnsafeSourceError,
 )
-from connector.sources.postgres import _row_size, _unique
+from connector.sources.streaming import RowStream, unique_columns
 from connector.sqlguard import QueryRejectedError, check_query, mysql_pyformat
 
 logger = logging.getLogger(__name__)
@@ -243,7 +243,7 @@ class MySQLSource:
             statement = self._timed(lease, sql)
             cursor = lease.run(lambda con: _unbuffered(con, statement, tuple(params)))
             lease.cursor = cursor
-            stream = RowStream(self, lease, started, row_cap)
+            stream = MySQLRowStream(self, lease, started, row_cap)
             stream._fetch_more()
         except BaseException:
             if stream is not None:
@@ -390,84 +390,27 @@ def _setup_session(connection: Any) -> bool:
     return "mariadb" in str(connection.get_server_info()).lower()
 
 
-class RowStream(Iterator[dict[str, Any]]):
-    """The rows of one query, as dicts, fetched in batches from an unbuffered cursor; ends
-    its transaction when exhausted or closed (closing early also closes the connection, so
-    the server stops sending the rest).
-
-    `columns` is known as soon as the query returns (a repeated name gets ``_2``, ``_3``, …).
-    `row_count`, `byte_count` and `truncated` (the row cap was reached and more rows
-    existed) are final once the stream ends. Byte counts are the rows' decoded sizes (UTF-8
-    text, raw bytes, 8 per number).
-    """
+class MySQLRowStream(RowStream):
+    """Rows from an unbuffered cursor; closing early also closes the connection, so the
+    server stops sending the rest."""
 
     def __init__(self, source: MySQLSource, lease: _Lease, started: float, row_cap: int) -> None:
+        super().__init__(row_cap=row_cap, max_bytes=source.max_bytes, fetch_rows=source.fetch_rows)
         self._source = source
-        self._lease: _Lease | None = lease
+        self._lease = lease
         self._started = started
-        self._row_cap = row_cap
         cursor = lease.cursor
         description = cursor.description if cursor is not None else None
-        self.columns: tuple[str, ...] = _unique([str(d[0]) for d in description or ()])
-        self.row_count = 0
-        self.byte_count = 0
-        self.truncated = False
-        self._batch: list[Any] = []
-        self._position = 0
-        self._exhausted = False
+        self.columns = unique_columns([str(d[0]) for d in description or ()])
 
-    def __iter__(self) -> RowStream:
-        return self
+    def _fetch_batch(self, wanted: int) -> list[Any]:
+        rows: list[Any] = self._source._fetch(self._lease, self._started, wanted)
+        return rows
 
-    def __next__(self) -> dict[str, Any]:
-        while self._position >= len(self._batch):
-            if self._exhausted or self._lease is None:
-                self.close()
-                raise StopIteration
-            try:
-                self._fetch_more()
-            except BaseException:
-                self.close()
-                raise
-        row = self._batch[self._position]
-        self._position += 1
-        if self.row_count >= self._row_cap:
-            self.truncated = True
-            self.close()
-            raise StopIteration
-        size = _row_size(row)
-        if self.byte_count + size > self._source.max_bytes:
-            self.close()
-            raise LimitExceededError("bytes", self._source.max_bytes)
-        self.row_count += 1
-        self.byte_count += size
-        return dict(zip(self.columns, row, strict=True))
-
-    def close(self) -> None:
-        """Roll back and return the connection; safe to call more than once."""
-        lease, self._lease = self._lease, None
-        self._batch = []
-        if lease is not None:
-            if not self._exhausted:
-                lease.broken = True  # unread rows are still on the wire
-            self._source._pool.release(lease)
-
-    def __enter__(self) -> RowStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_lease", None) is not None:
-            self.close()
-
-    def _fetch_more(self) -> None:
-        assert self._lease is not None
-        wanted = max(1, min(self._source.fetch_rows, self._row_cap - self.row_count + 1))
-        self._batch = self._source._fetch(self._lease, self._started, wanted)
-        self._position = 0
-        self._exhausted = len(self._batch) < wanted
+    def _release(self, *, exhausted: bool) -> None:
+        if not exhausted:
+            self._lease.broken = True  # unread rows are still on the wire
+        self._source._pool.release(self._lease)
 
 
 # --- helpers ------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from connector.sources.errors import (
     SourceUnavailableError,
     UnsafeSourceError,
 )
+from connector.sources.streaming import RowStream, unique_columns
 from connector.sqlguard import QueryRejectedError, check_query, normalise_table_name
 
 if TYPE_CHECKING:
@@ -244,7 +245,7 @@ class PostgresSource:
                     )
                 )
             )
-            stream = RowStream(self, lease, budget, row_cap)
+            stream = PostgresRowStream(self, lease, budget, row_cap)
             stream._fetch_more()
         except BaseException:
             if stream is not None:
@@ -425,85 +426,26 @@ class PostgresSource:
         return connection
 
 
-class RowStream(Iterator[dict[str, Any]]):
-    """The rows of one query, as dicts, fetched in batches; ends its transaction when
-    exhausted or closed.
-
-    `columns` is known as soon as the query returns (a repeated name gets ``_2``, ``_3``, …).
-    `row_count`, `byte_count` and `truncated` (the row cap was reached and more rows
-    existed) are final once the stream ends. Byte counts are the rows' decoded sizes (UTF-8
-    text, raw bytes, 8 per number). A stream left unread longer than the source's
+class PostgresRowStream(RowStream):
+    """Rows from a server-side cursor. A stream left unread longer than the source's
     idle-in-transaction timeout loses its connection: the next row raises
-    SourceUnavailableError.
-    """
+    SourceUnavailableError."""
 
     def __init__(
         self, source: PostgresSource, lease: _Lease, budget: _TimeBudget, row_cap: int
     ) -> None:
-        self.columns: tuple[str, ...] = ()
-        self.row_count = 0
-        self.byte_count = 0
-        self.truncated = False
+        super().__init__(row_cap=row_cap, max_bytes=source.max_bytes, fetch_rows=source.fetch_rows)
         self._source = source
-        self._lease: _Lease | None = lease
+        self._lease = lease
         self._budget = budget
-        self._row_cap = row_cap
-        self._batch: list[Any] = []
-        self._position = 0
-        self._exhausted = False
 
-    def __iter__(self) -> RowStream:
-        return self
+    def _fetch_batch(self, wanted: int) -> list[Any]:
+        names, rows = self._source._fetch(self._lease, self._budget, wanted)
+        self.columns = unique_columns(names)
+        return rows
 
-    def __next__(self) -> dict[str, Any]:
-        while self._position >= len(self._batch):
-            if self._exhausted or self._lease is None:
-                self.close()
-                raise StopIteration
-            try:
-                self._fetch_more()
-            except BaseException:
-                self.close()
-                raise
-        row = self._batch[self._position]
-        self._position += 1
-        if self.row_count >= self._row_cap:
-            self.truncated = True
-            self.close()
-            raise StopIteration
-        size = _row_size(row)
-        if self.byte_count + size > self._source.max_bytes:
-            self.close()
-            raise LimitExceededError("bytes", self._source.max_bytes)
-        self.row_count += 1
-        self.byte_count += size
-        return dict(zip(self.columns, row, strict=True))
-
-    def close(self) -> None:
-        """Roll back and return the connection; safe to call more than once."""
-        lease, self._lease = self._lease, None
-        self._batch = []
-        if lease is not None:
-            self._source._pool.release(lease)
-
-    def __enter__(self) -> RowStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_lease", None) is not None:
-            self.close()
-
-    def _fetch_more(self) -> None:
-        assert self._lease is not None
-        wanted = min(self._source.fetch_rows, self._row_cap - self.row_count + 1)
-        names, rows = self._source._fetch(self._lease, self._budget, max(1, wanted))
-        self.columns = _unique(names)
-        self._batch = rows
-        self._position = 0
-        self._exhausted = len(rows) < max(1, wanted)
+    def _release(self, *, exhausted: bool) -> None:
+        self._source._pool.release(self._lease)
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -654,38 +596,6 @@ def _bindable(value: Any) -> bool:
     return isinstance(value, list) and all(
         _bindable(item) and not isinstance(item, list) for item in value
     )
-
-
-def _unique(names: list[str]) -> tuple[str, ...]:
-    """Column names as dict keys: a repeated name (``?column?``, two casts of one column)
-    becomes ``name_2``, ``name_3``, … skipping names the query already returns."""
-    taken = set(names)
-    seen: set[str] = set()
-    unique = []
-    for name in names:
-        candidate, number = name, 1
-        while candidate in seen or (candidate != name and candidate in taken):
-            number += 1
-            candidate = f"{name}_{number}"
-        seen.add(candidate)
-        unique.append(candidate)
-    return tuple(unique)
-
-
-def _row_size(row: Sequence[Any]) -> int:
-    size = 0
-    for value in row:
-        if value is None:
-            continue
-        if isinstance(value, str):
-            size += len(value) if value.isascii() else len(value.encode("utf-8"))
-        elif isinstance(value, (bytes, bytearray, memoryview)):
-            size += len(value)
-        elif isinstance(value, (int, float, bool)):
-            size += 8
-        else:
-            size += len(str(value))
-    return size
 
 
 def _system_objects(plan: Any) -> str:
