@@ -22,6 +22,10 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 APP_TABLES = (
+    "relay_chunks",
+    "relay_jobs",
+    "sync_executions",
+    "sync_jobs",
     "outbox",
     "tenant_usage",
     "file_uploads",

@@ -25,3 +25,7 @@ class ResourceExistsError(DomainError):
 
 class InvalidStateError(DomainError):
     """The resource is in a state that does not allow the operation."""
+
+
+class ValidationFailedError(DomainError):
+    """Well-formed input that the domain refuses (a bad schedule, an unknown column)."""

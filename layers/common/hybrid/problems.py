@@ -10,6 +10,7 @@ from hybrid.errors import (
     InvalidStateError,
     ResourceExistsError,
     ResourceNotFoundError,
+    ValidationFailedError,
 )
 from hybrid.http.problem import (
     ConflictError,
@@ -17,6 +18,7 @@ from hybrid.http.problem import (
     NotFoundError,
     ProblemError,
     UnauthorizedError,
+    UnprocessableError,
 )
 
 DOMAIN_ERROR_MAP: dict[type[Exception], Callable[[Exception], ProblemError]] = {
@@ -25,4 +27,5 @@ DOMAIN_ERROR_MAP: dict[type[Exception], Callable[[Exception], ProblemError]] = {
     ResourceNotFoundError: lambda exc: NotFoundError(str(exc)),
     ResourceExistsError: lambda exc: ConflictError(str(exc)),
     InvalidStateError: lambda exc: ConflictError(str(exc)),
+    ValidationFailedError: lambda exc: UnprocessableError(str(exc)),
 }

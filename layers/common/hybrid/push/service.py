@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from hybrid import audit, quota, tenants
+from hybrid import audit
 from hybrid.db import Transaction
-from hybrid.ingest.engine import BatchOutcome, apply_batch
-from hybrid.ingest.models import IncomingRecord, SourceConfig
+from hybrid.ingest.engine import BatchOutcome
+from hybrid.ingest.models import IncomingRecord
+from hybrid.ingest.pipeline import store_records
 from hybrid.push import archive
 from hybrid.push.receipts import create_receipt
-from hybrid.sources import Source, ensure_source, source_priorities
+from hybrid.sources import Source, ensure_source
 
 
 @dataclass(frozen=True)
@@ -36,27 +37,14 @@ def write_records(
     receipt_id: str,
 ) -> BatchOutcome:
     """Count the records against the tenant's quota, then apply them."""
-    now = datetime.now(timezone.utc)
-    limits = tenants.get_quota(tx, ctx.tenant_id)
-    if records:
-        quota.consume(
-            tx,
-            tenant_id=ctx.tenant_id,
-            records=len(records),
-            daily_limit=limits.daily_records,
-            monthly_limit=limits.monthly_records,
-            now=now,
-        )
-    priorities = source_priorities(tx, ctx.tenant_id) if strategy == "source_priority" else None
-    return apply_batch(
+    return store_records(
         tx,
         tenant_id=ctx.tenant_id,
+        source=source,
         entity=entity,
-        source=SourceConfig(source.name, source.priority, source.conflict_strategy),  # type: ignore[arg-type]
-        strategy=strategy,  # type: ignore[arg-type]
+        strategy=strategy,
         records=records,
         receipt_id=receipt_id,
-        source_priorities=priorities,
     )
 
 

@@ -1,0 +1,1 @@
+"""Pull sync: jobs, schedules, keyset pages and executions."""
