@@ -194,7 +194,8 @@ def close(
 ) -> None:
     tx.execute(
         "UPDATE relay_jobs SET status = :status, result = CAST(:result AS jsonb), "
-        "leased_until = NULL, updated_at = now() WHERE id = :id",
+        "leased_until = NULL, updated_at = now() "
+        "WHERE id = :id AND status IN ('pending', 'leased')",
         id=job_id,
         status=status,
         result=json.dumps(result) if result is not None else None,

@@ -1,0 +1,177 @@
+"""Starting and driving pulls.
+
+- `start_job`: under the job's Redis lease, open an execution (PostgreSQL refuses a second
+  one); a relay connector gets a relay job and a wake-up, and drives the pull itself from
+  then on, one chunk per request to connector-relay.
+- `drive_tunnel`: a tunnel pull is driven from here: each page is asked of the connector,
+  then stored with the position and the cursor in one transaction under the fence, until the
+  table is read or the invocation's time is nearly up (the next tick resumes).
+- `handle_timer` (every minute): fail relay pulls whose connector went silent, start due jobs,
+  drive running tunnel pulls.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from hybrid import locks, log
+from hybrid.connectors import registry
+from hybrid.connectors import relay as relay_jobs
+from hybrid.connectors.protocol import QueryRequest
+from hybrid.connectors.tunnel import ConnectorError, TunnelClient
+from hybrid.events.context import InvocationContext
+from hybrid.pull.app import PullServices
+from hybrid.quota import QuotaExceededError
+from hybrid.sync import executions
+from hybrid.sync.jobs import JobRunningError, due_job_ids, get_job
+
+logger = log.get_logger("hybrid.pull")
+
+LEASE_TTL_MS = 30_000
+# A relay pull with no chunk and no lease for this long has lost its connector.
+RELAY_STALE_S = 600
+# Stop starting pages when less than this is left of the invocation.
+SAFETY_MARGIN_S = 8.0
+DUE_JOBS_PER_TICK = 200
+
+
+def _lease_name(job_id: str) -> str:
+    return f"syncjob:{job_id}"
+
+
+def start_job(
+    services: PullServices,
+    job_id: str,
+    *,
+    tenant_id: str | None,
+    trigger: str,
+    mode: str | None = None,
+) -> executions.Execution:
+    """Open an execution; JobRunningError when one runs (or another starter holds the lease)."""
+    lease = locks.acquire(services.redis, _lease_name(job_id), LEASE_TTL_MS)
+    if lease is None:
+        raise JobRunningError()
+    try:
+        with services.write() as tx:
+            job, execution = executions.start(
+                tx, job_id, tenant_id=tenant_id, trigger=trigger, mode=mode
+            )
+            if execution.transport == "relay":
+                relay_jobs.enqueue(
+                    tx,
+                    connector_id=job.connector_id,
+                    tenant_id=job.tenant_id,
+                    kind="pull",
+                    execution_id=execution.id,
+                    fence=execution.fence,
+                )
+        if execution.transport == "relay":
+            relay_jobs.wake(services.redis, job.connector_id)
+        logger.info(
+            "pull started", job_id=job_id, execution_id=execution.id, transport=execution.transport
+        )
+        return execution
+    finally:
+        lease.release()
+
+
+def drive_tunnel(services: PullServices, execution_id: str, deadline: float) -> str | None:
+    """Pull pages of a running tunnel execution until it ends or `deadline` (monotonic) nears;
+    returns the execution's status when it ended here, else None."""
+    with services.read() as tx:
+        job_id = executions.get_execution(tx, execution_id).job_id
+    lease = locks.acquire(services.redis, _lease_name(job_id), LEASE_TTL_MS)
+    if lease is None:
+        return None  # another driver is on it
+    try:
+        with services.write() as tx:
+            execution = executions.take_charge(tx, execution_id)
+            job = get_job(tx, execution.job_id, tenant_id=None)
+            connector = registry.get_connector(tx, job.connector_id, tenant_id=None)
+            secret = registry.connector_secret(tx, services.secret_box, job.connector_id)
+        if not connector.endpoint:
+            return _fail(services, execution_id, "the tunnel connector has no endpoint")
+        client = TunnelClient(connector.endpoint, secret)
+        while time.monotonic() < deadline:
+            if not lease.extend():
+                logger.warning("pull lease lost", execution_id=execution_id)
+                return None
+            with services.read() as tx:
+                execution = executions.get_execution(tx, execution_id)
+                job, page_query = executions.page_query(tx, execution, limit=job.page_rows)
+            request = QueryRequest(
+                source=job.source,
+                sql=page_query.sql,
+                params=tuple(page_query.params),
+                max_rows=job.page_rows,
+                cursor_columns=tuple(page_query.keyset),
+                key_columns=tuple(job.key_columns) if execution.mode == "incremental" else (),
+                masking=job.masking or None,
+            )
+            try:
+                page = client.query(request)
+            except ConnectorError as exc:
+                return _fail(services, execution_id, str(exc))
+            try:
+                with services.write() as tx:
+                    result = executions.store_page(
+                        tx,
+                        execution_id,
+                        fence=execution.fence,
+                        rows=page.rows,
+                        cursor=page.cursor,
+                        skipped=page.skipped,
+                        more=page.truncated,
+                    )
+            except QuotaExceededError:
+                return _fail(services, execution_id, "quota exceeded")
+            if result.finished:
+                return result.status
+        return None
+    except (executions.StaleFenceError, executions.ExecutionClosedError):
+        logger.info("pull taken over or ended elsewhere", execution_id=execution_id)
+        return None
+    finally:
+        lease.release()
+
+
+def _fail(services: PullServices, execution_id: str, error: str) -> str:
+    with services.write() as tx:
+        executions.finish(tx, execution_id, status="failed", error=error)
+    logger.warning("pull failed", execution_id=execution_id, error=error)
+    return "failed"
+
+
+def handle_timer(event: Any, services: PullServices, ctx: InvocationContext) -> dict[str, Any]:
+    deadline = time.monotonic() + ctx.remaining_ms() / 1000 - SAFETY_MARGIN_S
+    with services.read() as tx:
+        stale = executions.stale_relay_executions(tx, older_than_s=RELAY_STALE_S)
+    for execution_id in stale:
+        with services.write() as tx:
+            executions.finish(
+                tx,
+                execution_id,
+                status="failed",
+                error=f"the connector sent nothing for {RELAY_STALE_S} s",
+            )
+    started = 0
+    with services.read() as tx:
+        due = due_job_ids(tx, limit=DUE_JOBS_PER_TICK)
+    for job_id in due:
+        try:
+            start_job(services, job_id, tenant_id=None, trigger="schedule")
+            started += 1
+        except JobRunningError:
+            continue
+    driven = 0
+    with services.read() as tx:
+        running = executions.running_tunnel_executions(tx, limit=50)
+    for execution_id in running:
+        if time.monotonic() >= deadline:
+            break
+        drive_tunnel(services, execution_id, deadline)
+        driven += 1
+    summary = {"stale_failed": len(stale), "started": started, "driven": driven}
+    logger.info("pull tick", **summary)
+    return summary

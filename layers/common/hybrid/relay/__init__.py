@@ -1,0 +1,1 @@
+"""connector-relay: the outbound-only protocol for connectors behind a firewall."""
