@@ -32,7 +32,14 @@ from hybrid.http.router import Call
 from hybrid.problems import DOMAIN_ERROR_MAP
 from hybrid.quota import QuotaExceededError
 from hybrid.relay.app import RelayServices
-from hybrid.signing import WebhookVerificationError, signed_headers, verify_request
+from hybrid.signing import (
+    HEADER_ID,
+    HEADER_SIGNATURE,
+    HEADER_TIMESTAMP,
+    WebhookVerificationError,
+    signed_headers,
+    verify_request,
+)
 from hybrid.sync import executions
 from hybrid.sync.jobs import get_job
 
@@ -64,6 +71,10 @@ def _target(call: Call[RelayServices]) -> str:
 def _authenticate(call: Call[RelayServices]) -> str:
     """The connector's secret, once the request's signature verified with it."""
     connector_id = call.params["connector_id"]
+    if not all(
+        call.request.header(name) for name in (HEADER_ID, HEADER_TIMESTAMP, HEADER_SIGNATURE)
+    ):
+        raise UnauthorizedError("missing connector signature")  # no store lookup for junk
     try:
         with call.services.read() as tx:
             secret = registry.connector_secret(tx, call.services.secret_box, connector_id)
