@@ -431,6 +431,20 @@ _REJECTED_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
 # --- the guard ----------------------------------------------------------------------------------
 
 
+def _refuse_json_arrows(sql: str) -> None:
+    """MariaDB has no ``->``/``->>`` operators (MySQL has): a query the guard passed must run
+    on both, so the portable JSON_EXTRACT / JSON_UNQUOTE spelling is asked for instead."""
+    from sqlglot.dialects.mysql import MySQL
+    from sqlglot.tokens import TokenType
+
+    arrows = {TokenType.ARROW, TokenType.DARROW}
+    if any(token.token_type in arrows for token in MySQL().tokenize(sql)):
+        raise QueryRejectedError(
+            "JSON arrow operators (->, ->>) do not run on MariaDB; "
+            "use JSON_EXTRACT(col, path) or JSON_UNQUOTE(JSON_EXTRACT(col, path))"
+        )
+
+
 def check_query(
     sql: str,
     *,
@@ -455,6 +469,8 @@ def check_query(
         regenerated = _generate(tree, dialect)
         if _generate(_parse_one(regenerated, dialect), dialect) != regenerated:
             raise QueryRejectedError("the query does not survive regeneration unchanged")
+        if dialect == "mysql":
+            _refuse_json_arrows(regenerated)
     except RecursionError:
         raise QueryRejectedError("the query is nested too deeply") from None
     if allowed_tables is not None:

@@ -185,8 +185,7 @@ MYSQL_QUERIES = [
     "FROM orders",
     "SELECT GROUP_CONCAT(status ORDER BY status SEPARATOR ','), AVG(amount), "
     "COUNT(DISTINCT customer_id) FROM orders",
-    "SELECT JSON_EXTRACT(payload, '$.k'), payload->>'$.k', "
-    "JSON_UNQUOTE(JSON_EXTRACT(payload, '$.a')) FROM orders",
+    "SELECT JSON_EXTRACT(payload, '$.k'), JSON_UNQUOTE(JSON_EXTRACT(payload, '$.a')) FROM orders",
     "SELECT * FROM orders WHERE status IN ('new', 'paid') AND amount BETWEEN ? AND ? "
     "AND status LIKE '50%'",
     "SELECT `id`, `name` FROM `shop`.`customers` WHERE `id` <=> ?",
@@ -427,3 +426,19 @@ def test_any_text_is_either_rejected_or_regenerated_stably(text: str, dialect: s
     again = check_query(guarded.sql, dialect=dialect)  # type: ignore[arg-type]
     assert again.sql == guarded.sql
     assert again.tables == guarded.tables
+
+
+@pytest.mark.parametrize(
+    "sql", ["SELECT payload->>'$.k' FROM orders", "SELECT id FROM orders WHERE payload->>'$.a' = 1"]
+)
+def test_json_arrows_are_refused_for_mysql_because_mariadb_lacks_them(sql: str) -> None:
+    with pytest.raises(QueryRejectedError, match="JSON_EXTRACT"):
+        check_query(sql, dialect="mysql")
+
+
+def test_portable_json_spellings_pass_for_mysql() -> None:
+    # sqlglot regenerates ``->`` as JSON_EXTRACT, which MariaDB runs; a quoted arrow is text.
+    assert check_query("SELECT id FROM orders WHERE payload->'$.a' = 1", dialect="mysql").sql == (
+        "SELECT `id` FROM `orders` WHERE JSON_EXTRACT(`payload`, '$.a') = 1"
+    )
+    assert check_query("SELECT '->>' AS a FROM orders", dialect="mysql").sql
