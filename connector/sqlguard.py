@@ -435,7 +435,6 @@ def _refuse_json_arrows(sql: str) -> None:
     """MariaDB has no ``->``/``->>`` operators (MySQL has): a query the guard passed must run
     on both, so the portable JSON_EXTRACT / JSON_UNQUOTE spelling is asked for instead."""
     from sqlglot.dialects.mysql import MySQL
-    from sqlglot.tokens import TokenType
 
     arrows = {TokenType.ARROW, TokenType.DARROW}
     if any(token.token_type in arrows for token in MySQL().tokenize(sql)):

@@ -13,17 +13,18 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from hybrid import locks, log
 from hybrid.connectors import registry
 from hybrid.connectors import relay as relay_jobs
 from hybrid.connectors.protocol import QueryRequest
-from hybrid.connectors.tunnel import ConnectorError, TunnelClient
+from hybrid.connectors.tunnel import ConnectorError, Page, TunnelClient
 from hybrid.events.context import InvocationContext
 from hybrid.pull.app import PullServices
 from hybrid.quota import QuotaExceededError
-from hybrid.sync import executions
+from hybrid.sync import executions, keyset
 from hybrid.sync.jobs import JobRunningError, due_job_ids, get_job
 
 logger = log.get_logger("hybrid.pull")
@@ -78,41 +79,63 @@ def start_job(
 
 def drive_tunnel(services: PullServices, execution_id: str, deadline: float) -> str | None:
     """Pull pages of a running tunnel execution until it ends or `deadline` (monotonic) nears;
-    returns the execution's status when it ended here, else None."""
+    returns the execution's status when it ended here, else None.
+
+    While a page is stored, the next one is already being read from the connector (its start
+    is the stored page's end, computed the way `store_page` computes the position).
+    """
     with services.read() as tx:
         job_id = executions.get_execution(tx, execution_id).job_id
     lease = locks.acquire(services.redis, _lease_name(job_id), LEASE_TTL_MS)
     if lease is None:
         return None  # another driver is on it
+    pool = ThreadPoolExecutor(1, thread_name_prefix="pull-prefetch")
     try:
         with services.write() as tx:
             execution = executions.take_charge(tx, execution_id)
             job = get_job(tx, execution.job_id, tenant_id=None)
+            _transport, dialect = executions.connector_transport(tx, job)
             connector = registry.get_connector(tx, job.connector_id, tenant_id=None)
             secret = registry.connector_secret(tx, services.secret_box, job.connector_id)
         if not connector.endpoint:
             return _fail(services, execution_id, "the tunnel connector has no endpoint")
         client = TunnelClient(connector.endpoint, secret)
-        while time.monotonic() < deadline:
-            if not lease.extend():
-                logger.warning("pull lease lost", execution_id=execution_id)
-                return None
-            with services.read() as tx:
-                execution = executions.get_execution(tx, execution_id)
-                job, page_query = executions.page_query(tx, execution, limit=job.page_rows)
-            request = QueryRequest(
-                source=job.source,
-                sql=page_query.sql,
-                params=tuple(page_query.params),
-                max_rows=job.page_rows,
-                cursor_columns=tuple(page_query.keyset),
-                key_columns=tuple(job.key_columns) if execution.mode == "incremental" else (),
-                masking=job.masking or None,
+        columns = keyset.keyset_columns(execution.mode, job.cursor_column, list(job.key_columns))
+
+        def fetch(position: dict[str, Any] | None) -> Page:
+            page_query = keyset.page_query(
+                dialect=dialect,
+                table=job.table,
+                mode=execution.mode,
+                cursor_column=job.cursor_column,
+                key_columns=list(job.key_columns),
+                position=position,
+                limit=job.page_rows,
             )
+            return client.query(
+                QueryRequest(
+                    source=job.source,
+                    sql=page_query.sql,
+                    params=tuple(page_query.params),
+                    max_rows=job.page_rows,
+                    cursor_columns=tuple(page_query.keyset),
+                    key_columns=tuple(job.key_columns) if execution.mode == "incremental" else (),
+                    masking=job.masking or None,
+                )
+            )
+
+        position = execution.position
+        pending: Future[Page] = pool.submit(fetch, position)
+        while True:
             try:
-                page = client.query(request)
+                page = pending.result()
             except ConnectorError as exc:
                 return _fail(services, execution_id, str(exc))
+            end = executions.page_end(columns, page.rows, page.cursor)
+            next_position = {"after": end} if end else position
+            more = page.truncated
+            if more and time.monotonic() < deadline:
+                pending = pool.submit(fetch, next_position)
             try:
                 with services.write() as tx:
                     result = executions.store_page(
@@ -122,17 +145,20 @@ def drive_tunnel(services: PullServices, execution_id: str, deadline: float) -> 
                         rows=page.rows,
                         cursor=page.cursor,
                         skipped=page.skipped,
-                        more=page.truncated,
+                        more=more,
                     )
             except QuotaExceededError:
                 return _fail(services, execution_id, "quota exceeded")
             if result.finished:
                 return result.status
-        return None
+            if time.monotonic() >= deadline or not lease.extend():
+                return None
+            position = next_position
     except (executions.StaleFenceError, executions.ExecutionClosedError):
         logger.info("pull taken over or ended elsewhere", execution_id=execution_id)
         return None
     finally:
+        pool.shutdown(wait=False, cancel_futures=True)
         lease.release()
 
 

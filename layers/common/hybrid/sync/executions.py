@@ -275,9 +275,7 @@ def store_page(
     stored = rejected = 0
     if rows:
         stored, rejected = _store_rows(tx, job, execution, rows)
-        last = rows[-1]
-        row_cursor = [last.get(column) for column in columns]
-        cursor = keyset.later(row_cursor, cursor) if cursor else row_cursor
+    cursor = page_end(columns, rows, cursor)
     position = {"after": cursor} if cursor else execution.position
     high_water = job.cursor
     if job.cursor_column is not None:
@@ -315,6 +313,18 @@ def store_page(
         finish(tx, execution_id, status=status, error=None)
         return PageResult(stored, rejected, True, status)
     return PageResult(stored, rejected, False, "running")
+
+
+def page_end(
+    columns: Sequence[str], rows: Sequence[dict[str, Any]], cursor: list[Any] | None
+) -> list[Any] | None:
+    """Where the page ended: the later of its last row's keyset values and the connector's
+    `cursor` (which also counts rows it left out as unchanged)."""
+    if not rows:
+        return cursor
+    last = rows[-1]
+    row_cursor = [last.get(column) for column in columns]
+    return keyset.later(row_cursor, cursor) if cursor else row_cursor
 
 
 def _store_rows(
