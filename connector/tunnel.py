@@ -66,6 +66,9 @@ ZSTD_LEVEL = 3
 ZSTD_LEVEL_LOW_BANDWIDTH = 19
 HANDSHAKE_TIMEOUT_S = 10.0
 IDLE_TIMEOUT_S = 75.0
+LINGER_S = 2.0
+LINGER_IDLE_S = 0.3
+LINGER_BYTES = 8 * MAX_BODY_BYTES
 _TITLES = {
     400: "Bad Request",
     401: "Unauthorized",
@@ -184,6 +187,9 @@ class TunnelHandler(BaseHTTPRequestHandler):
     timeout = IDLE_TIMEOUT_S
     server: TunnelServer
 
+    def version_string(self) -> str:
+        return self.server_version
+
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("http " + format, *args)
 
@@ -269,8 +275,26 @@ class TunnelHandler(BaseHTTPRequestHandler):
         if length > MAX_BODY_BYTES:
             self.close_connection = True
             self._problem(413, "body_too_large", f"the body is limited to {MAX_BODY_BYTES} bytes")
+            self._linger(length)
             return None
         return self.rfile.read(length)
+
+    def _linger(self, length: int) -> None:
+        """After refusing an unread body: stop writing, then discard a bounded part of what
+        the client still sends, so it reads our answer instead of a connection reset."""
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(LINGER_IDLE_S)
+            deadline = time.monotonic() + LINGER_S
+            left = min(length, LINGER_BYTES)
+            while left > 0 and time.monotonic() < deadline:
+                data = self.rfile.read1(min(left, 65536))  # type: ignore[attr-defined]
+                if not data:
+                    break
+                left -= len(data)
+        except OSError as exc:
+            logger.debug("lingering close ended error=%s", type(exc).__name__)
 
     def _verified(self, body: bytes) -> str | None:
         """The request's message id once its signature verified (and it was not seen
