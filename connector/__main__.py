@@ -133,6 +133,9 @@ def run(config_path: str | None) -> int:
             worker.start()
             while worker.is_alive() and not stop.wait(0.5):
                 pass
+            if not stop.is_set():
+                logger.critical("the relay loop ended unexpectedly")
+                exit_code = exit_code or 1
             client.stop()
             worker.join()
         logger.info("connector stopped exit_code=%d", exit_code)

@@ -15,6 +15,7 @@ Chunks an earlier process left in the spool are drained before the first poll.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
@@ -110,19 +111,30 @@ class CloudConnection:
         *,
         timeout_s: float | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
-        """(status, headers, body); raises OSError/HTTPException after closing the connection."""
-        with self._lock:
-            connection = self._open(timeout_s or self.timeout_s)
-        try:
-            connection.request(method, target, body=body or None, headers=dict(headers))
-            response = connection.getresponse()
-            payload = response.read()
-        except (OSError, http.client.HTTPException):
-            self.close()
-            raise
-        if response.will_close:
-            self.close()
-        return response.status, dict(response.getheaders()), payload
+        """(status, headers, body); raises OSError/HTTPException after closing the connection.
+
+        A kept-alive connection the server closed meanwhile is retried once on a new one
+        (both requests are safe to repeat: polls, and chunks idempotent by seq)."""
+        for attempt in (1, 2):
+            with self._lock:
+                reused = self._connection is not None and self._connection.sock is not None
+                connection = self._open(timeout_s or self.timeout_s)
+            try:
+                connection.request(method, target, body=body or None, headers=dict(headers))
+                response = connection.getresponse()
+                payload = response.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self.close()
+                if attempt == 2 or not reused:
+                    raise
+                continue
+            except (OSError, http.client.HTTPException):
+                self.close()
+                raise
+            if response.will_close:
+                self.close()
+            return response.status, dict(response.getheaders()), payload
+        raise AssertionError("unreachable")
 
     def interrupt(self) -> None:
         """Break a request in flight (from another thread) so a long poll ends now."""
@@ -164,6 +176,7 @@ class RelayClient:
         self._base = self._poll.base_path
         self._sender: threading.Thread | None = None
         self._stopped_at: float | None = None
+        self._job_seq = 0  # the seq the running job's next chunk gets
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -297,7 +310,23 @@ class RelayClient:
     # --- producing ----------------------------------------------------------------------------
 
     def run_job(self, job: RelayJob) -> None:
-        """Run one job into the spool (returns once its last chunk is spooled)."""
+        """Run one job into the spool (returns once its last chunk is spooled). A failure the
+        connector did not foresee is logged (its type only) and answered as ``internal``."""
+        try:
+            self._run_job(job)
+        except SpoolClosedError:
+            logger.info("stopped while spooling job_id=%s", job.job_id)
+        except Exception as exc:  # noqa: BLE001 - one job must not take the poller down
+            logger.error(
+                "job failed unexpectedly job_id=%s error=%s", job.job_id, type(exc).__name__
+            )
+            error = {"code": "internal", "message": "the connector failed to run the job"}
+            chunk = ResultChunk(seq=self._job_seq, attempt=job.attempt, done=True, error=error)
+            with contextlib.suppress(SpoolClosedError):
+                self._spool(job, chunk, ())
+
+    def _run_job(self, job: RelayJob) -> None:
+        self._job_seq = job.first_seq
         logger.info(
             "job received job_id=%s kind=%s attempt=%d first_seq=%d",
             job.job_id,
@@ -355,8 +384,6 @@ class RelayClient:
                 return
             chunk = ResultChunk(seq=seq, attempt=job.attempt, done=True, error=failure.to_error())
             self._spool(job, chunk, ())
-        except SpoolClosedError:
-            logger.info("stopped while spooling job_id=%s", job.job_id)
 
     def _abandoned(self, job: RelayJob) -> bool:
         if job.job_id in self.cancelled:
@@ -392,6 +419,7 @@ class RelayClient:
             except TimeoutError:
                 if self._abandoned(job):
                     raise SpoolClosedError("the producer stopped") from None
+        self._job_seq = chunk.seq + 1
         return chunk.seq + 1
 
     def _spool_split(self, job: RelayJob, chunk: ResultChunk, digests: Sequence[Entry]) -> int:

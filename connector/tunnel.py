@@ -18,6 +18,7 @@ import json
 import logging
 import socket
 import ssl
+import sys
 import threading
 import time
 import uuid
@@ -30,7 +31,14 @@ from urllib.parse import urlsplit
 
 from connector import __version__
 from connector.config import ConnectorConfig
-from connector.service import Chunk, QueryFailure, QueryRun, QueryService, utc_now_text
+from connector.service import (
+    Chunk,
+    QueryFailure,
+    QueryRun,
+    QueryService,
+    failure_from,
+    utc_now_text,
+)
 from connector.throttle import TokenBucket
 from hybrid.connectors.protocol import (
     ERROR_KEY,
@@ -172,6 +180,14 @@ class TunnelServer(ThreadingHTTPServer):
                 logger.info("tls handshake failed error=%s", type(exc).__name__)
                 return
         super().finish_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Never the default traceback on stderr: a driver's message may quote data.
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):
+            logger.debug("connection ended error=%s", type(error).__name__)
+        else:
+            logger.error("request handling failed error=%s", type(error).__name__)
 
     def stop(self) -> None:
         """Stop accepting; streams in flight end with an ``$error`` line at their next chunk."""
@@ -368,15 +384,22 @@ class TunnelHandler(BaseHTTPRequestHandler):
             chunks = run.chunks(self.server.config.chunk_rows)
             first = next(chunks)
         except QueryFailure as failure:
-            self._problem(
-                failure.status,
-                failure.code,
-                failure.message,
-                retry_after=failure.retry_after,
-                extra={"sqlstate": failure.sqlstate} if failure.sqlstate else None,
-            )
+            self._refuse(failure)
+            return
+        except Exception as exc:  # noqa: BLE001 - answered as a problem, its type logged
+            logger.error("query failed unexpectedly error=%s", type(exc).__name__)
+            self._refuse(failure_from(exc))
             return
         self._stream(request_id, run, first, chunks)
+
+    def _refuse(self, failure: QueryFailure) -> None:
+        self._problem(
+            failure.status,
+            failure.code,
+            failure.message,
+            retry_after=failure.retry_after,
+            extra={"sqlstate": failure.sqlstate} if failure.sqlstate else None,
+        )
 
     def _stream(
         self, request_id: str, run: QueryRun, first: Chunk, chunks: Generator[Chunk, None, None]
@@ -410,7 +433,10 @@ class TunnelHandler(BaseHTTPRequestHandler):
                     if chunk.digests and digests is not None:
                         digests.stage(request_id, chunk.digests)
                         staged = True
-            except QueryFailure as failure:
+            except Exception as exc:  # noqa: BLE001 - ends the stream with an $error, logged
+                failure = failure_from(exc)
+                if not isinstance(exc, QueryFailure):
+                    logger.error("stream failed unexpectedly error=%s", type(exc).__name__)
                 line = dumps({ERROR_KEY: failure.to_error()}) + b"\n"
                 self._write(compressor.compress(line) + compressor.finish())
                 self._end_chunks()

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -192,3 +194,36 @@ def test_the_cli_runs_doctor_and_refuses_to_start_a_writable_source(
     bad = write_config(tmp_path / "writer.yaml", config)
     assert main(["--config", str(bad)]) == 78
     assert main(["run", "--config", str(tmp_path / "missing.yaml")]) == 78
+
+
+def test_quick_checks_liveness_only(
+    customer: CustomerDatabase, tmp_path: Path, unused_tcp_port: int
+) -> None:
+    tunnel = connector_config(
+        customer=customer, data_dir=tmp_path / "t", secret=new_secret(), port=unused_tcp_port
+    )
+    code, lines = doctor(tunnel, tmp_path, "--quick")
+    assert code == 1
+    assert statuses(lines) == {"config": "OK", "alive": "FAIL"}
+
+    relay = connector_config(
+        customer=customer,
+        data_dir=tmp_path / "r",
+        secret=new_secret(),
+        transport="relay",
+        cloud_url=f"http://127.0.0.1:{unused_tcp_port}",
+    )
+    code, lines = doctor(relay, tmp_path, "--quick")
+    assert code == 0
+    assert statuses(lines)["alive"] == "WARN"
+    heartbeat = tmp_path / "r" / "heartbeat"
+    heartbeat.parent.mkdir(parents=True)
+    heartbeat.touch()
+    code, lines = doctor(relay, tmp_path, "--quick")
+    assert code == 0
+    assert statuses(lines)["alive"] == "OK"
+    old = time.time() - 3600
+    os.utime(heartbeat, (old, old))
+    code, lines = doctor(relay, tmp_path, "--quick")
+    assert code == 1
+    assert statuses(lines)["alive"] == "FAIL"

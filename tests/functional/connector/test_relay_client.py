@@ -284,3 +284,34 @@ def test_a_restarted_connector_drains_the_old_spool_before_polling(
     assert "connector stopped exit_code=0" in log
     assert secret not in log
     assert raw_values_in(log.encode()) == []
+
+
+def test_failed_queries_end_their_job_with_an_error_chunk(
+    customer: CustomerDatabase, secret: str, relay: FakeRelay, tmp_path: Path
+) -> None:
+    with connector(customer, secret, relay, tmp_path) as client:
+        refused = relay.add_job({"source": "erp", "sql": "DELETE FROM people"})
+        leak = relay.add_job(people(masking={"columns": {"note": "keep"}}), chunk_rows=100)
+        unknown = relay.add_job({"source": "nope", "sql": "SELECT 1"}, first_seq=5)
+        for job in (refused, leak, unknown):
+            wait_for(lambda job=job: relay.done(job), what="an error chunk")
+        wait_for(lambda: client.spool.depth == 0, what="an empty spool")
+
+    (only,) = relay.chunks(refused)
+    assert (only.seq, only.done, only.row_count) == (0, True, 0)
+    assert only.error is not None
+    assert only.error["code"] == "query_rejected"
+
+    rows, failed = relay.chunks(leak)
+    assert [row["id"] for row in rows.rows] == list(range(1, 101))
+    assert not rows.done
+    assert (failed.seq, failed.done, failed.row_count) == (1, True, 0)
+    assert failed.error is not None
+    assert failed.error["code"] == "pii_detected"
+    sent = b"".join(dumps(r.raw) for r in relay.received(leak))
+    assert raw_values_in(sent) == []
+
+    (missing,) = relay.chunks(unknown)
+    assert missing.seq == 5
+    assert missing.error is not None
+    assert missing.error["code"] == "unknown_source"

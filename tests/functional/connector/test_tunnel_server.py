@@ -377,3 +377,49 @@ def test_the_connector_process_serves_and_stops_on_sigterm(
     assert '"message": "connector stopped exit_code=0"' in log
     assert secret not in log
     assert raw_values_in(log.encode()) == []
+
+
+def test_low_bandwidth_prefers_zstd_and_skips_rows_already_delivered(
+    customer: CustomerDatabase, secret: str, tmp_path: Path
+) -> None:
+    raw = connector_config(
+        customer=customer,
+        data_dir=tmp_path,
+        secret=secret,
+        port=free_port(),
+        low_bandwidth=True,
+        max_bytes_per_s=0,
+    )
+    config = parse_config(raw, {})
+    service = QueryService(config)
+    service.startup_self_test()
+    server = serve(config, service)
+    both = {"Accept-Encoding": "gzip, zstd"}
+    try:
+        # A stream that ends with $error delivered nothing: its rows count as unsent.
+        broken = query(
+            server.port, secret, people(key_columns=["id"], masking={"columns": {"note": "keep"}})
+        )
+        assert broken.error is not None
+        assert len(broken.rows) == 100
+
+        first = query(server.port, secret, people(key_columns=["id"]), headers=both)
+        assert first.headers["Content-Encoding"] == "zstd"
+        assert len(first.rows) == PEOPLE
+        assert first.trailer is not None
+        assert first.trailer["skipped"] == 0
+
+        second = query(server.port, secret, people(key_columns=["id"]), headers=both)
+        trailer = second.trailer
+        assert trailer is not None
+        assert second.rows == []
+        assert (trailer["row_count"], trailer["skipped"]) == (0, PEOPLE)
+        assert trailer_valid([secret], second.msg_id, trailer, second.body_sha256)
+        assert len(second.wire) < len(first.wire) / 20
+
+        # Without key columns nothing is skipped.
+        plain = query(server.port, secret, people(max_rows=10))
+        assert len(plain.rows) == 10
+    finally:
+        server.stop()
+        service.close()
