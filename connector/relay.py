@@ -299,7 +299,8 @@ class RelayClient:
                 self.run_job(job)
 
     def _heartbeat(self) -> None:
-        """Touch the heartbeat file (``doctor --quick``, the container's health check)."""
+        """Touch the heartbeat file (``doctor --quick``, the container's health check) after
+        each successful poll and each delivered chunk, so a long job keeps it fresh."""
         path = self.config.heartbeat_path
         try:
             path.touch()
@@ -512,6 +513,7 @@ class RelayClient:
         job_id = entry.job_id
         if status == 200:
             self.spool.pop(entry)
+            self._heartbeat()
             if batch and store is not None:
                 store.commit(str(batch))
             self.service.stats.sent(

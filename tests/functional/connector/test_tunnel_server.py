@@ -423,3 +423,76 @@ def test_low_bandwidth_prefers_zstd_and_skips_rows_already_delivered(
     finally:
         server.stop()
         service.close()
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "connector.test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_the_tunnel_listens_with_tls(
+    customer: CustomerDatabase, secret: str, tmp_path: Path
+) -> None:
+    import ssl
+
+    cert, key = self_signed(tmp_path)
+    raw = connector_config(
+        customer=customer,
+        data_dir=tmp_path,
+        secret=secret,
+        port=free_port(),
+        tls_cert=str(cert),
+        tls_key=str(key),
+    )
+    config = parse_config(raw, {})
+    service = QueryService(config)
+    service.startup_self_test()
+    server = serve(config, service)
+    try:
+        context = ssl.create_default_context(cafile=str(cert))
+        client = TunnelClient(f"https://127.0.0.1:{server.port}", secret, ssl_context=context)
+        page = client.query(QueryRequest.from_json(people(max_rows=20)))
+        assert len(page.rows) == 20
+        report, _ms = client.health()
+        assert report["status"] == "ok"
+        # Plain HTTP to the TLS port gets nowhere.
+        with pytest.raises(OSError):  # noqa: PT011 - reset or closed, depending on timing
+            call(server.port, "GET", "/healthz", secret=None)
+    finally:
+        server.stop()
+        service.close()
