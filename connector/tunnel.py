@@ -23,7 +23,8 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import chain
 from typing import Any
@@ -75,6 +76,7 @@ ZSTD_LEVEL_LOW_BANDWIDTH = 19
 HANDSHAKE_TIMEOUT_S = 10.0
 IDLE_TIMEOUT_S = 75.0
 LINGER_S = 2.0
+STOP_GRACE_S = 15.0
 LINGER_IDLE_S = 0.3
 LINGER_BYTES = 8 * MAX_BODY_BYTES
 _TITLES = {
@@ -154,6 +156,8 @@ class TunnelServer(ThreadingHTTPServer):
         self.config = config
         self.service = service
         self.stopping = threading.Event()
+        self._active = 0
+        self._active_cond = threading.Condition()
         self.replays = ReplayCache()
         self.bucket = TokenBucket(config.max_bytes_per_s if config.low_bandwidth else 0)
         self.ssl_context: ssl.SSLContext | None = None
@@ -189,11 +193,26 @@ class TunnelServer(ThreadingHTTPServer):
         else:
             logger.error("request handling failed error=%s", type(error).__name__)
 
-    def stop(self) -> None:
-        """Stop accepting; streams in flight end with an ``$error`` line at their next chunk."""
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Stop accepting; streams in flight end with an ``$error`` line at their next chunk
+        (waited for up to `grace_s`)."""
         self.stopping.set()
         self.shutdown()
         self.server_close()
+        with self._active_cond:
+            self._active_cond.wait_for(lambda: self._active == 0, timeout=grace_s)
+
+    @contextmanager
+    def streaming(self) -> Iterator[None]:
+        """Counts a response stream in flight (`stop` waits for them)."""
+        with self._active_cond:
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._active_cond:
+                self._active -= 1
+                self._active_cond.notify_all()
 
 
 class TunnelHandler(BaseHTTPRequestHandler):
@@ -390,7 +409,8 @@ class TunnelHandler(BaseHTTPRequestHandler):
             logger.error("query failed unexpectedly error=%s", type(exc).__name__)
             self._refuse(failure_from(exc))
             return
-        self._stream(request_id, run, first, chunks)
+        with self.server.streaming():
+            self._stream(request_id, run, first, chunks)
 
     def _refuse(self, failure: QueryFailure) -> None:
         self._problem(
