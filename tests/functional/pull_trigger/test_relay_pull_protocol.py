@@ -107,7 +107,7 @@ def test_a_relay_pull_stores_each_chunk_with_its_cursor_and_finishes(
     assert query["source"] == "erp"
     assert query["sql"] == (
         'SELECT * FROM "public"."customers" WHERE "updated_at" IS NOT NULL '
-        'ORDER BY "updated_at", "id" LIMIT 50000'
+        'ORDER BY "updated_at", "id" LIMIT 50001'
     )
     assert query["cursor_columns"] == ["updated_at", "id"]
     assert query["masking"] == JOB["masking"]

@@ -33,11 +33,11 @@ def test_pages_in_postgresql_quote_names_and_bind_values():
     first = _page("postgresql", None)
     assert first.sql == (
         'SELECT * FROM "sales"."orders" WHERE "updated_at" IS NOT NULL '
-        'ORDER BY "updated_at", "region", "id" LIMIT 500'
+        'ORDER BY "updated_at", "region", "id" LIMIT 501'
     )
     assert first.params == []
     start = _page("postgresql", {"from": "2026-01-01T00:00:00+00:00"})
-    assert start.sql.endswith('"updated_at" >= $1 ORDER BY "updated_at", "region", "id" LIMIT 500')
+    assert start.sql.endswith('"updated_at" >= $1 ORDER BY "updated_at", "region", "id" LIMIT 501')
     assert start.params == ["2026-01-01T00:00:00+00:00"]
     after = _page("postgresql", {"after": ["2026-01-01T00:00:00+00:00", "north", 7]})
     assert '("updated_at", "region", "id") > ($1, $2, $3)' in after.sql
@@ -49,7 +49,7 @@ def test_pages_in_mysql_use_backticks_and_question_marks():
     after = _page("mysql", {"after": ["2026-01-01 00:00:00", "north", 7]})
     assert after.sql == (
         "SELECT * FROM `sales`.`orders` WHERE `updated_at` IS NOT NULL AND "
-        "(`updated_at`, `region`, `id`) > (?, ?, ?) ORDER BY `updated_at`, `region`, `id` LIMIT 500"
+        "(`updated_at`, `region`, `id`) > (?, ?, ?) ORDER BY `updated_at`, `region`, `id` LIMIT 501"
     )
 
 
@@ -57,7 +57,7 @@ def test_a_full_sync_orders_by_the_keys_alone_and_reads_null_cursors():
     full = _page("postgresql", {"after": ["north", 7]}, mode="full")
     assert full.sql == (
         'SELECT * FROM "sales"."orders" WHERE ("region", "id") > ($1, $2) '
-        'ORDER BY "region", "id" LIMIT 500'
+        'ORDER BY "region", "id" LIMIT 501'
     )
 
 

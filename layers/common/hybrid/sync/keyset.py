@@ -69,7 +69,12 @@ def page_query(
     position: dict[str, Any] | None,
     limit: int,
 ) -> PageQuery:
-    """The SELECT of one page (PostgreSQL ``$n`` or MySQL ``?`` parameters)."""
+    """The SELECT of one page of `limit` rows (PostgreSQL ``$n`` or MySQL ``?`` parameters).
+
+    The SQL asks for one row more than the page: the connector stops at `limit` rows and,
+    having seen the extra one, reports the page `truncated`, so the pull goes on. With
+    ``LIMIT limit`` a page that ends exactly at the limit would look like the last one.
+    """
     keyset = keyset_columns(mode, cursor_column, key_columns)
     quoted = [_quote(column, dialect) for column in keyset]
     params: list[Any] = []
@@ -95,7 +100,7 @@ def page_query(
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     sql = (
         f"SELECT * FROM {_quote(table, dialect)}{where} "
-        f"ORDER BY {', '.join(quoted)} LIMIT {int(limit)}"
+        f"ORDER BY {', '.join(quoted)} LIMIT {int(limit) + 1}"
     )
     return PageQuery(sql=sql, params=params, keyset=keyset)
 
