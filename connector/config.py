@@ -413,9 +413,15 @@ def _secret(raw: Mapping[str, Any], base: Path) -> str:
 
 
 def parse_key(text: str) -> bytes:
-    """Key bytes from hex (an even number of hex digits) or base64; ValueError otherwise."""
+    """Key bytes from ``hex:…``, ``base64:…``, or without a prefix from hex (an even number of
+    hex digits) or else base64 (standard or URL-safe); ValueError otherwise."""
     text = text.strip()
-    if len(text) % 2 == 0 and re.fullmatch(r"[0-9a-fA-F]+", text):
+    kind, colon, rest = text.partition(":")
+    if colon and kind in ("hex", "base64"):
+        text = rest.strip()
+        if kind == "hex":
+            return bytes.fromhex(text)
+    elif len(text) % 2 == 0 and re.fullmatch(r"[0-9a-fA-F]+", text):
         return bytes.fromhex(text)
     padded = text + "=" * (-len(text) % 4)
     try:

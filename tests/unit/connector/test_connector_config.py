@@ -3,6 +3,7 @@ name the field without showing a secret."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -219,3 +220,19 @@ def test_yaml_errors_name_the_file(tmp_path: Path) -> None:
         load_config(file, {})
     with pytest.raises(ConfigError, match="cannot be read"):
         load_config(tmp_path / "missing.yaml", {})
+
+
+def test_pseudonym_keys_in_hex_or_base64() -> None:
+    key = bytes(range(32))
+    for text in (
+        key.hex(),
+        "hex:" + key.hex(),
+        base64.b64encode(key).decode(),
+        "base64:" + base64.b64encode(key).decode(),
+        base64.urlsafe_b64encode(key).decode().rstrip("="),
+    ):
+        assert parse_config(minimal(pseudonym_key=text), {}).pseudonym_key == key
+    # Hex digits only, but said to be base64: read as base64.
+    assert parse_config(minimal(pseudonym_key="base64:" + "ab" * 16), {}).pseudonym_key == (
+        base64.b64decode("ab" * 16)
+    )
