@@ -113,7 +113,7 @@ class FakerPeople:
         phone = f.phone_number()
         if key % 7 == 0:  # full-width digits, as some forms store them
             phone = phone.translate({ord(d): ord(d) + 0xFEE0 for d in "0123456789"})
-        note = f"{f.address()} 联系人{f.name()} 电话{f.phone_number()} 身份证{f.ssn()}"
+        note = f"回访电话 {f.phone_number()}，身份证 {f.ssn()}，卡号 {f.credit_card_number()}"
         return (
             key, f.name(), phone, f.ssn(), f.credit_card_number(), f.email(), f.city(), note,
             f"{f.pydecimal(left_digits=6, right_digits=2, positive=True)}", updated_at,

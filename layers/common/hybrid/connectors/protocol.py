@@ -86,7 +86,10 @@ def dumps(obj: Any) -> bytes:
 
 def canonical(obj: Any) -> bytes:
     """The signed form of a trailer: sorted keys, compact, UTF-8."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    text = json.dumps(
+        obj, default=json_value, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return text.encode()
 
 
 def to_columnar(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
