@@ -199,7 +199,7 @@ def _cloud(doctor: Doctor, config: ConnectorConfig) -> None:
     parts = urlsplit(config.cloud_url)
     https = parts.scheme == "https"
     port = parts.port or (443 if https else 80)
-    target = f"{parts.path.rstrip('/')}/api/v1/connectors/{config.connector_id}/jobs?wait=0"
+    target = f"{parts.path.rstrip('/')}/api/v1/connectors/{config.connector_id}/jobs?peek=1&wait=0"
     headers = sign_request(
         config.secret,
         "GET",

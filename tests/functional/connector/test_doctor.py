@@ -78,7 +78,7 @@ def test_a_good_relay_setup_passes(
     assert found["cloud"] == "OK"
     assert found["clock"] == "OK"
     assert any(line.startswith("OK   source erp: reachable (") for line in lines)
-    assert relay.polls()[0].path.endswith("/jobs?wait=0")
+    assert relay.polls()[0].path.endswith("/jobs?peek=1&wait=0")
     assert relay.secret not in "\n".join(lines)
 
 

@@ -269,3 +269,14 @@ def test_a_failed_chunk_fails_the_execution_and_frees_the_job(pull, relay, world
     assert "pii_detected" in execution["error"]
     again = pull("POST", f"/api/v1/sync/jobs/{job['id']}/run", token=world["key"])
     assert again.status == 202
+
+
+def test_a_peek_answers_the_time_and_hands_out_nothing(pull, relay, world, job):
+    pull("POST", f"/api/v1/sync/jobs/{job['id']}/run", token=world["key"])
+    path = f"/api/v1/connectors/{world['relay']}/jobs"
+    peek = relay("GET", path, world["relay_secret"], query={"peek": "1", "wait": "0"})
+    assert peek.status == 200
+    assert peek.json["jobs"] == []
+    assert peek.json["server_time"]
+    # The job is still there for the real poll, at its first attempt.
+    assert _poll(relay, world)["jobs"][0]["attempt"] == 1

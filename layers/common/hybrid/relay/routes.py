@@ -113,6 +113,10 @@ def poll_jobs(call: Call[RelayServices]) -> Response:
         raise BadRequestError("wait must be a whole number of seconds")
     wait = min(int(raw_wait) if raw_wait else DEFAULT_WAIT_S, MAX_WAIT_S)
     instance = (call.request.header("x-connector-instance") or "unknown")[:64]
+    if call.request.query_value("peek") == "1":
+        # `doctor`: the signature and the clock, with no lease taken and no heartbeat.
+        now = datetime.now(timezone.utc).isoformat()
+        return _signed_json(secret, {"server_time": now, "jobs": []})
     deadline = time.monotonic() + wait
     first = True
     jobs: list[dict[str, Any]] = []
