@@ -86,6 +86,10 @@ def normalise(text: str) -> str:
 _FOLDS_TO_DIGIT_OR_AT_RE = re.compile(
     r"[\d@\u00b2\u00b3\u00b9\u2070\u2074-\u2079\u2080-\u2089\u2460-\u2468\u24ea\ufe6b\uff20]"
 )
+_FOLDS_TO_DIGIT_RE = re.compile(
+    r"[\d\u00b2\u00b3\u00b9\u2070\u2074-\u2079\u2080-\u2089\u2460-\u2468\u24ea]"
+)
+_FOLDS_TO_AT_RE = re.compile(r"[@\ufe6b\uff20]")
 # A chunk: digit groups (an X may end one, or stand alone) joined by 1-3 separators. The
 # lookahead skips, inside the regex engine, chunks too short to hold 11 digits: any chunk that
 # long starts with 11 characters of its alphabet, and no later group of a shorter chunk can pass
@@ -241,6 +245,9 @@ def find_pii_with_view(text: str) -> tuple[str, list[Span]]:
     """:func:`find_pii`, and the normalised view the spans were found in (``text`` itself when
     it cannot hold PII)."""
     if _FOLDS_TO_DIGIT_OR_AT_RE.search(text) is None:
+        return text, []
+    # Fewer than 11 digits and no "@": too few for any number this module finds, no email.
+    if _FOLDS_TO_AT_RE.search(text) is None and _FOLDS_TO_DIGIT_RE.subn("", text)[1] < _MIN_DIGITS:
         return text, []
     view = normalise(text)
     return view, _resolve(_digit_candidates(view) + _email_candidates(view))

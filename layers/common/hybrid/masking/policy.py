@@ -29,6 +29,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
+from datetime import date, timedelta
+from datetime import time as dt_time
 from types import MappingProxyType
 from typing import Any, Literal, get_args
 
@@ -120,7 +122,8 @@ def _walk(value: Any, depth: int, leaf: Callable[[Any], Any]) -> Any:
 
 
 def _detect_leaf(value: Any) -> Any:
-    if value is None or isinstance(value, bool):
+    # Dates and times are typed values: their digits are a moment, never a person.
+    if value is None or isinstance(value, bool | date | dt_time | timedelta):
         return value
     if isinstance(value, str):
         return mask_pii(value)
