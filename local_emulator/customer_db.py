@@ -202,6 +202,12 @@ class CustomerDatabase:
             admin.run(f'DROP ROLE IF EXISTS "{self.role}"')
 
 
+def run_sql(url: str, sql: str, **params: Any) -> list[list[Any]]:
+    """One statement against the database at `url` (the demo reads the cloud's records)."""
+    with _connect(url) as conn:
+        return conn.run(sql, **params) or []
+
+
 def grants_statements(database: str, role: str, password: str, tables: list[str]) -> list[str]:
     """GRANTS.md's PostgreSQL block with its placeholders filled in, one line per table."""
     text = GRANTS.read_text(encoding="utf-8")

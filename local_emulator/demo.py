@@ -27,7 +27,7 @@ def run(emulator: Any) -> None:
         "POST",
         f"/api/v1/admin/tenants/{tenant['id']}/api-keys",
         operator_key,
-        {"name": "demo admin", "scopes": ["admin", "ingest:write", "status:read"]},
+        {"name": "demo admin", "scopes": ["admin", "ingest:write", "jobs:write", "status:read"]},
     )
     connector = client.call(
         "POST",
@@ -46,7 +46,8 @@ def run(emulator: Any) -> None:
         {"daily_records": 1_000_000, "monthly_records": 20_000_000, "rpm": 600},
     )
     receipts = _push_demo(client, key["key"])
-    audit = client.call("GET", "/api/v1/admin/audit?limit=8", key["key"])
+    pull = _pull_demo(emulator, client, key["key"], connector)
+    audit = client.call("GET", "/api/v1/admin/audit?limit=15", key["key"])
     _section("demo credentials (local only)")
     print(f"  operator key      {operator_key}")
     print(f"  tenant            {tenant['id']} ({tenant['name']})")
@@ -65,12 +66,32 @@ def run(emulator: Any) -> None:
             f"  {label:<9} {receipt.get('receipt_id') or receipt.get('upload_id')}  "
             f"{json.dumps(counts)}"
         )
+    _section("a pull through the on-prem connector (relay mode: it only calls out)")
+    print(f"  customer database  {pull['database']} (stays on-prem: only masked rows leave)")
+    print(f"  connector process  pid {pull['pid']}, log {pull['log']}")
+    execution = pull["execution"]
+    print(
+        f"  sync job           {pull['job_id']}  execution {execution['execution_id']}: "
+        f"{execution['status']}, {execution['records_succeeded']} rows stored"
+    )
+    print("  on-prem row                                   ->  what the cloud stored")
+    for raw, stored in pull["samples"]:
+        print(f"    {raw['name']} {raw['phone']} {raw['id_card']}  ->  ", end="")
+        print(f"{stored['name']} {stored['phone']} {stored['id_card']}")
     _section("recent audit entries")
     for entry in audit["entries"]:
         print(f"  {entry['at']}  {entry['action']:<18} {entry['target_id']}  by {entry['actor']}")
     _section("try it")
     print(f"  curl -s -H 'Authorization: Bearer {key['key']}' {base}/api/v1/admin/connectors")
     print(f"  curl -s -H 'Authorization: Bearer {operator_key}' {base}/api/v1/admin/tenants")
+    print(
+        f"  curl -s -X POST -H 'Authorization: Bearer {key['key']}' "
+        f"{base}/api/v1/sync/jobs/{pull['job_id']}/run"
+    )
+    print(
+        f"  curl -s -H 'Authorization: Bearer {key['key']}' "
+        f"{base}/api/v1/sync/jobs/{pull['job_id']}/executions"
+    )
     print(
         f"  curl -s -X POST {base}/api/v1/sync/push/batch -H 'Authorization: Bearer {key['key']}'"
         ' -H \'Content-Type: application/json\' -d \'{"source": "crm", "records": '
@@ -136,6 +157,88 @@ def _push_demo(client: _Client, key: str) -> list[tuple[str, dict[str, Any]]]:
             break
         time.sleep(0.2)
     return [("batch", receipt), ("webhook", webhook_receipt), ("file", status)]
+
+
+def _pull_demo(
+    emulator: Any, client: _Client, key: str, connector: dict[str, Any]
+) -> dict[str, Any]:
+    """A customer database full of fake PII, the connector in relay mode, a sync job run now.
+
+    The connector keeps running (and polling) while the emulator serves; it stops with it.
+    """
+    import atexit
+
+    from local_emulator.connector_process import ConnectorProcess, connector_config
+    from local_emulator.customer_db import MASKING, CustomerDatabase, run_sql
+
+    customer = CustomerDatabase.create(emulator.endpoints.env()["DATABASE_URL"], "demo_customer")
+    customer.fill(500, faker=True, seed=2026)
+    config = connector_config(
+        connector_id=connector["id"],
+        secret=connector["secret"],
+        transport="relay",
+        data_dir=emulator.data_dir / "demo-connector",
+        sources={
+            "erp": {
+                "engine": "postgresql",
+                "url": customer.reader_url,
+                "schema": "public",
+                "allowed_tables": ["customers"],
+                "masking": {"customers": MASKING},
+            }
+        },
+        cloud_url=emulator.url,
+        poll_wait=20,
+    )
+    process = ConnectorProcess(config)
+    process.start()
+    atexit.register(process.stop)
+    job = client.call(
+        "POST",
+        "/api/v1/sync/jobs",
+        key,
+        {
+            "name": f"customers-{connector['id'][-4:]}",
+            "connector_id": connector["id"],
+            "source": "erp",
+            "table": "customers",
+            "cursor_column": "updated_at",
+            "key_columns": ["id"],
+            "schedule": "every 5m",
+            "page_rows": 100,
+        },
+    )
+    run = client.call("POST", f"/api/v1/sync/jobs/{job['id']}/run", key)
+    execution: dict[str, Any] = {}
+    for _ in range(300):
+        found = client.call("GET", f"/api/v1/sync/jobs/{job['id']}/executions", key)
+        execution = next(e for e in found if e["execution_id"] == run["execution_id"])
+        if execution["status"] != "running":
+            break
+        time.sleep(0.2)
+    samples = []
+    columns = ("name", "phone", "id_card")
+    raw_rows = customer.run("SELECT id, name, phone, id_card FROM customers ORDER BY id LIMIT 3")
+    cloud_url = emulator.endpoints.env()["DATABASE_URL"]
+    for row in raw_rows:
+        stored = run_sql(
+            cloud_url,
+            "SELECT data FROM records WHERE entity = 'customers' AND key = :key "
+            "AND source = 'erp' ORDER BY updated_at DESC LIMIT 1",
+            key=str(row[0]),
+        )
+        data = stored[0][0] if stored else {}
+        samples.append(
+            (dict(zip(columns, row[1:], strict=True)), {c: data.get(c, "?") for c in columns})
+        )
+    return {
+        "database": customer.database,
+        "pid": process.process.pid if process.process else None,
+        "log": process.data_dir / "connector.log",
+        "job_id": job["id"],
+        "execution": execution,
+        "samples": samples,
+    }
 
 
 def _sign(secret: str, msg_id: str, timestamp: str, body: bytes) -> str:

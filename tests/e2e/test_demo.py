@@ -50,6 +50,14 @@ def test_demo_prints_urls_and_credentials_and_keeps_data_across_restarts(tmp_pat
     assert re.search(r"tenant API key\s+hk_[0-9a-f]{16}_\S+", first)
     assert re.search(r"connector secret\s+whsec_\S+", first)
     assert "tenant.create" in first
+    # The pull: a customer database, the relay connector, a job run now, masked rows stored.
+    assert re.search(r"execution exe_[0-9a-f]{16}: success, 500 rows stored", first), first
+    samples = first.split("what the cloud stored")[1].split("==")[0].strip().splitlines()
+    assert len(samples) == 3
+    for sample in samples:
+        raw, stored = sample.split("->")
+        assert "*" not in raw
+        assert stored.count("*") >= 3
     second = _demo(tmp_path)
     # Same data folder: the same operator key and the same tenant, found again, not recreated.
     assert f"operator key      {operator.group(1)}" in second
