@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
-import requests
 
 from local_emulator.connector_process import ConnectorProcess, connector_config
-from local_emulator.customer_db import MASKING, CustomerDatabase
+from local_emulator.customer_db import CustomerDatabase
 from local_emulator.emulator import Emulator
-from local_emulator.local_env import local_secrets
 from tests.support.fault_proxy import FaultProxy
+from tests.support.pull_cloud import Cloud, assert_exact, connector_sources, expected_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,143 +28,6 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     data_dir = tmp_path_factory.mktemp("pull-emulator")
     with Emulator(ROOT / "serverless.yml", data_dir, retry_delays=(0.2, 0.2)) as running:
         yield running
-
-
-class Cloud:
-    """The tenant's view of the emulator, plus direct reads of what the cloud stored."""
-
-    def __init__(self, emulator: Emulator) -> None:
-        self.emulator = emulator
-        self.url = emulator.url
-        operator = {"Authorization": f"Bearer {local_secrets(emulator.data_dir)['OPERATOR_KEY']}"}
-        tenant = self._ok(
-            requests.post(
-                f"{self.url}/api/v1/admin/tenants",
-                json={"name": f"E2E {time.time_ns()}"},
-                headers=operator,
-                timeout=30,
-            )
-        )
-        key = self._ok(
-            requests.post(
-                f"{self.url}/api/v1/admin/tenants/{tenant['id']}/api-keys",
-                json={"name": "ops", "scopes": ["admin", "jobs:write", "status:read"]},
-                headers=operator,
-                timeout=30,
-            )
-        )
-        self.tenant_id = tenant["id"]
-        self.auth = {"Authorization": f"Bearer {key['key']}"}
-        self.database_url = emulator.endpoints.env()["DATABASE_URL"]
-
-    @staticmethod
-    def _ok(response: requests.Response) -> Any:
-        assert response.status_code < 300, response.text
-        return response.json()
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        return self._ok(
-            requests.request(method, f"{self.url}{path}", json=body, headers=self.auth, timeout=60)
-        )
-
-    def connector(self, name: str, transport: str, endpoint: str | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "name": name,
-            "transport": transport,
-            "sources": [{"name": "erp", "engine": "postgresql"}],
-        }
-        if endpoint:
-            body["endpoint"] = endpoint
-        return self.call("POST", "/api/v1/admin/connectors", body)
-
-    def job(self, connector_id: str, name: str, **extra: Any) -> dict[str, Any]:
-        return self.call(
-            "POST",
-            "/api/v1/sync/jobs",
-            {
-                "name": name,
-                "connector_id": connector_id,
-                "source": "erp",
-                "table": "customers",
-                "cursor_column": "updated_at",
-                "key_columns": ["id"],
-                **extra,
-            },
-        )
-
-    def run(self, job_id: str, mode: str | None = None) -> str:
-        body = {"mode": mode} if mode else None
-        return str(self.call("POST", f"/api/v1/sync/jobs/{job_id}/run", body)["execution_id"])
-
-    def execution(self, job_id: str, execution_id: str) -> dict[str, Any]:
-        found = self.call("GET", f"/api/v1/sync/jobs/{job_id}/executions")
-        return next(e for e in found if e["execution_id"] == execution_id)
-
-    def wait(
-        self,
-        job_id: str,
-        execution_id: str,
-        timeout: float = 90,
-        tick: Callable[[], None] | None = None,
-    ) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            execution = self.execution(job_id, execution_id)
-            if execution["status"] != "running":
-                return execution
-            if tick is not None:
-                tick()
-            time.sleep(0.2)
-        raise TimeoutError(f"execution {execution_id} still running: {execution}")
-
-    def records(self) -> dict[str, dict[str, Any]]:
-        from hybrid.db import database
-
-        with database(self.database_url).transaction() as tx:
-            rows = tx.rows(
-                "SELECT key, data, version FROM records "
-                "WHERE tenant_id = :t AND entity = 'customers'",
-                t=self.tenant_id,
-            )
-        return {row["key"]: row for row in rows}
-
-    def last_seen(self, connector_id: str) -> datetime | None:
-        from hybrid.db import database
-
-        with database(self.database_url).transaction() as tx:
-            value: datetime | None = tx.scalar(
-                "SELECT last_seen_at FROM connectors WHERE id = :c", c=connector_id
-            )
-        return value
-
-
-@pytest.fixture
-def cloud(emulator: Emulator) -> Cloud:
-    """A fresh tenant per test: each test's records are its own."""
-    return Cloud(emulator)
-
-
-@pytest.fixture
-def customer(emulator: Emulator, request: pytest.FixtureRequest) -> Iterator[CustomerDatabase]:
-    admin_url = emulator.endpoints.env()["DATABASE_URL"]
-    name = "cust_" + request.node.name[5:30].lower().replace("[", "_").replace("]", "")
-    db = CustomerDatabase.create(admin_url, name)
-    try:
-        yield db
-    finally:
-        db.drop()
-
-
-def _source(customer: CustomerDatabase) -> dict[str, Any]:
-    return {
-        "erp": {
-            "engine": "postgresql",
-            "url": customer.reader_url,
-            "schema": "public",
-            "allowed_tables": ["customers"],
-            "masking": {"customers": MASKING},
-        }
-    }
 
 
 @pytest.fixture
@@ -182,7 +43,7 @@ def relay_connector(
         secret=created["secret"],
         transport="relay",
         data_dir=tmp_path / "connector",
-        sources=_source(customer),
+        sources=connector_sources(customer),
         cloud_url=proxy.url,
         poll_wait=2,
         retry_base_s=0.1,
@@ -197,20 +58,6 @@ def relay_connector(
         proxy.close()
 
 
-def _expected(customer: CustomerDatabase) -> set[str]:
-    return {str(row[0]) for row in customer.run("SELECT id FROM customers")}
-
-
-def _assert_exact(cloud: Cloud, customer: CustomerDatabase) -> dict[str, dict[str, Any]]:
-    records = cloud.records()
-    assert set(records) == _expected(customer)
-    raw_phones = {row[0] for row in customer.run("SELECT phone FROM customers")}
-    for record in records.values():
-        assert record["data"]["phone"] not in raw_phones
-        assert "****" in record["data"]["phone"]
-    return records
-
-
 def test_a_relay_pull_brings_exactly_the_source_rows_masked(cloud, customer, relay_connector):
     connector, _process, _proxy = relay_connector
     customer.fill(3000, faker=True)
@@ -218,7 +65,7 @@ def test_a_relay_pull_brings_exactly_the_source_rows_masked(cloud, customer, rel
     execution = cloud.wait(job["id"], cloud.run(job["id"]))
     assert execution["status"] == "success", execution
     assert execution["records_succeeded"] == 3000
-    records = _assert_exact(cloud, customer)
+    records = assert_exact(cloud, customer)
     sample = records["7"]["data"]
     assert set(sample) == {
         "id",
@@ -254,7 +101,7 @@ def test_killing_the_connector_mid_pull_loses_and_duplicates_nothing(
     assert any(0 < stored < 20_000 for stored in stored_at_kills), stored_at_kills
     execution = cloud.wait(job["id"], execution_id, timeout=180)
     assert execution["status"] == "success", execution
-    records = _assert_exact(cloud, customer)
+    records = assert_exact(cloud, customer)
     assert len(records) == 20_000
     # Each row was written once: a re-sent chunk was recognised, not applied again.
     assert {record["version"] for record in records.values()} == {1}
@@ -282,7 +129,7 @@ def test_rows_inserted_during_a_pull_with_the_same_cursor_value_are_not_skipped(
     assert cloud.wait(job["id"], execution_id)["status"] == "success"
     # The next run starts inside the overlap window and picks up whatever the first missed.
     assert cloud.wait(job["id"], cloud.run(job["id"]))["status"] == "success"
-    assert set(cloud.records()) == _expected(customer)
+    assert set(cloud.records()) == expected_keys(customer)
 
 
 def test_the_cloud_unreachable_spools_then_drains_without_loss(cloud, customer, relay_connector):
@@ -304,5 +151,5 @@ def test_the_cloud_unreachable_spools_then_drains_without_loss(cloud, customer, 
     proxy.up()
     execution = cloud.wait(job["id"], execution_id, timeout=120)
     assert execution["status"] == "success", execution
-    records = _assert_exact(cloud, customer)
+    records = assert_exact(cloud, customer)
     assert {record["version"] for record in records.values()} == {1}

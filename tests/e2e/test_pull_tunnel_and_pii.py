@@ -21,7 +21,7 @@ from local_emulator.connector_process import ConnectorProcess, connector_config
 from local_emulator.customer_db import CustomerDatabase
 from local_emulator.emulator import Emulator
 from local_emulator.local_env import local_secrets
-from tests.e2e.test_pull_through_connector import Cloud, _assert_exact, _source
+from tests.support.pull_cloud import Cloud, assert_exact, connector_sources
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,22 +57,6 @@ def emulator(tmp_path_factory: pytest.TempPathFactory, logs: Path) -> Iterator[E
         ) as running,
     ):
         yield running
-
-
-@pytest.fixture
-def cloud(emulator: Emulator) -> Cloud:
-    return Cloud(emulator)
-
-
-@pytest.fixture
-def customer(emulator: Emulator, request: pytest.FixtureRequest) -> Iterator[CustomerDatabase]:
-    db = CustomerDatabase.create(
-        emulator.endpoints.env()["DATABASE_URL"], f"tun_{request.node.name[5:25].lower()}"
-    )
-    try:
-        yield db
-    finally:
-        db.drop()
 
 
 def _timer_process(emulator: Emulator) -> subprocess.Popen[bytes]:
@@ -116,7 +100,7 @@ def test_a_tunnel_pull_survives_the_pull_function_being_killed(
         secret=created["secret"],
         transport="tunnel",
         data_dir=tmp_path / "connector",
-        sources=_source(customer),
+        sources=connector_sources(customer),
         listen=listen,
     )
     with ConnectorProcess(config):
@@ -139,7 +123,7 @@ def test_a_tunnel_pull_survives_the_pull_function_being_killed(
                 break
         execution = cloud.execution(job["id"], execution_id)
     assert execution["status"] == "success", execution.get("error")
-    records = _assert_exact(cloud, customer)
+    records = assert_exact(cloud, customer)
     assert {record["version"] for record in records.values()} == {1}
     assert any(0 < stored < 20_000 for stored in stored_at_kills), stored_at_kills
 
@@ -210,7 +194,7 @@ def test_no_raw_pii_reaches_the_cloud_after_a_faker_pull(
         secret=created["secret"],
         transport="relay",
         data_dir=tmp_path / "connector",
-        sources=_source(customer),
+        sources=connector_sources(customer),
         cloud_url=cloud.url,
         poll_wait=2,
     )
@@ -218,7 +202,7 @@ def test_no_raw_pii_reaches_the_cloud_after_a_faker_pull(
         job = cloud.job(created["id"], f"pii-{time.time_ns()}", page_rows=400)
         execution = cloud.wait(job["id"], cloud.run(job["id"]))
     assert execution["status"] == "success", execution
-    _assert_exact(cloud, customer)
+    assert_exact(cloud, customer)
 
     raw = customer.run("SELECT phone, id_card, bank_card, email, name, note, city FROM customers")
     numbers: set[str] = set()

@@ -44,7 +44,8 @@ class JobPausedError(InvalidStateError):
 
 
 _COLUMNS = (
-    "id, tenant_id, name, connector_id, source, table_name, cursor_column, key_columns, mode, "
+    'id, tenant_id, name, connector_id, source, table_name AS "table", cursor_column, key_columns, '
+    "mode, "
     "schedule, masking, conflict_strategy, overlap_s, page_rows, paused, cursor, fence, "
     "running_execution, next_run_at, consecutive_failures, created_at, updated_at"
 )
@@ -102,28 +103,12 @@ class SyncJob:
 
 def _from_row(row: dict[str, Any]) -> SyncJob:
     return SyncJob(
-        id=row["id"],
-        tenant_id=row["tenant_id"],
-        name=row["name"],
-        connector_id=row["connector_id"],
-        source=row["source"],
-        table=row["table_name"],
-        cursor_column=row["cursor_column"],
-        key_columns=tuple(row["key_columns"]),
-        mode=row["mode"],
-        schedule=row["schedule"],
-        masking=_json(row["masking"]) or {},
-        conflict_strategy=row["conflict_strategy"],
-        overlap_s=row["overlap_s"],
-        page_rows=row["page_rows"],
-        paused=row["paused"],
-        cursor=_json(row["cursor"]),
-        fence=row["fence"],
-        running_execution=row["running_execution"],
-        next_run_at=row["next_run_at"],
-        consecutive_failures=row["consecutive_failures"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
+        **{
+            **row,
+            "key_columns": tuple(row["key_columns"]),
+            "masking": _json(row["masking"]) or {},
+            "cursor": _json(row["cursor"]),
+        }
     )
 
 
