@@ -279,11 +279,13 @@ def store_page(
     position = {"after": cursor} if cursor else execution.position
     high_water = job.cursor
     if job.cursor_column is not None:
-        values = [row.get(job.cursor_column) for row in rows if row.get(job.cursor_column)]
-        if execution.mode == "incremental" and cursor:
-            values.append(cursor[0])
-        for value in values:
-            high_water = keyset.later(high_water, [value])
+        if execution.mode == "incremental":
+            # Keyset order: the page's end holds its highest cursor value.
+            values = [cursor[0]] if cursor else []
+        else:
+            values = [row[job.cursor_column] for row in rows if row.get(job.cursor_column)]
+        if values:
+            high_water = keyset.later(high_water, [max(values, key=keyset.value_key)])
     tx.execute(
         "UPDATE sync_executions SET position = CAST(:position AS jsonb), pages = pages + 1, "
         "records_processed = records_processed + :processed, "
