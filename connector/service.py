@@ -409,7 +409,14 @@ class QueryService:
         except (QueryRejectedError, PageTokenError, MaskingPolicyError) as exc:
             raise failure_from(exc) from None
         page_rows = min(request.max_rows or state.config.max_rows, state.config.max_rows)
-        skip = bool(self.config.low_bandwidth and request.key_columns and self.digests)
+        # Only a relay chunk's 200 says the cloud stored the rows; the end of a tunnel stream
+        # does not (the pull function may die before it commits), so a tunnel resends them.
+        skip = bool(
+            self.config.low_bandwidth
+            and self.config.transport == "relay"
+            and request.key_columns
+            and self.digests
+        )
         run = QueryRun(
             service=self,
             state=state,

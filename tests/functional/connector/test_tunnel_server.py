@@ -379,7 +379,7 @@ def test_the_connector_process_serves_and_stops_on_sigterm(
     assert raw_values_in(log.encode()) == []
 
 
-def test_low_bandwidth_prefers_zstd_and_skips_rows_already_delivered(
+def test_low_bandwidth_prefers_zstd_and_resends_rows_a_tunnel_cannot_know_were_stored(
     customer: CustomerDatabase, secret: str, tmp_path: Path
 ) -> None:
     raw = connector_config(
@@ -396,26 +396,18 @@ def test_low_bandwidth_prefers_zstd_and_skips_rows_already_delivered(
     server = serve(config, service)
     both = {"Accept-Encoding": "gzip, zstd"}
     try:
-        # A stream that ends with $error delivered nothing: its rows count as unsent.
-        broken = query(
-            server.port, secret, people(key_columns=["id"], masking={"columns": {"note": "keep"}})
-        )
-        assert broken.error is not None
-        assert len(broken.rows) == 100
-
         first = query(server.port, secret, people(key_columns=["id"]), headers=both)
         assert first.headers["Content-Encoding"] == "zstd"
         assert len(first.rows) == PEOPLE
         assert first.trailer is not None
         assert first.trailer["skipped"] == 0
 
+        # The stream's end is not the cloud's commit (the pull function may die before it):
+        # unchanged rows are skipped only in relay mode, where a 200 means stored.
         second = query(server.port, secret, people(key_columns=["id"]), headers=both)
-        trailer = second.trailer
-        assert trailer is not None
-        assert second.rows == []
-        assert (trailer["row_count"], trailer["skipped"]) == (0, PEOPLE)
-        assert trailer_valid([secret], second.msg_id, trailer, second.body_sha256)
-        assert len(second.wire) < len(first.wire) / 20
+        assert second.trailer is not None
+        assert len(second.rows) == PEOPLE
+        assert second.trailer["skipped"] == 0
 
         # Without key columns nothing is skipped.
         plain = query(server.port, secret, people(max_rows=10))
