@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 from datetime import date, timedelta
 from datetime import time as dt_time
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Literal, get_args
 
@@ -61,6 +62,7 @@ UnlistedPolicy = Literal["detect", "drop"]
 _UNLISTED_NAMES: tuple[UnlistedPolicy, ...] = get_args(UnlistedPolicy)
 _CONFIG_KEYS = frozenset({"columns", "unlisted"})
 _COLUMN_KEYS = frozenset({"policy", "namespace"})
+_SHORT_NUMBER = 10**10
 # Deeper nesting than this is masked through its string form instead of walked.
 _MAX_DEPTH = 32
 
@@ -127,6 +129,12 @@ def _detect_leaf(value: Any) -> Any:
         return value
     if isinstance(value, str):
         return mask_pii(value)
+    # Numbers with fewer than 11 digits are too short for any detector: the common case of
+    # ids, counts and amounts costs no text conversion.
+    if type(value) is int and -_SHORT_NUMBER < value < _SHORT_NUMBER:
+        return value
+    if type(value) is Decimal and value.is_finite() and len(value.as_tuple().digits) < 11:
+        return value
     text = _scalar_text(value)
     masked = mask_pii(text)
     return value if masked is text else masked
