@@ -193,3 +193,39 @@ def _make_due(pull_env, job_id: str) -> None:
             id=job_id,
             at=datetime.now(timezone.utc) - timedelta(seconds=1),
         )
+
+
+def test_a_job_can_be_changed_and_a_bad_change_leaves_it_as_it_was(pull, world):
+    job = _create(pull, world, schedule="every 5m").json
+    other = _create(pull, world, name="other").json
+    changed = pull(
+        "PATCH",
+        f"/api/v1/sync/jobs/{job['id']}",
+        token=world["key"],
+        body={"name": "orders-v2", "page_rows": 2000, "masking": {"columns": {"phone": "drop"}}},
+    )
+    assert changed.status == 200, changed.body
+    assert changed.json["name"] == "orders-v2"
+    assert changed.json["page_rows"] == 2000
+    assert changed.json["masking"] == {"columns": {"phone": "drop"}}
+    assert changed.json["schedule"] == "every 5m"  # left out: kept
+    cleared = pull(
+        "PATCH", f"/api/v1/sync/jobs/{job['id']}", token=world["key"], body={"schedule": None}
+    ).json
+    assert cleared["schedule"] is None
+    assert cleared["next_run_at"] is None
+    for body, status in (
+        ({"name": "other"}, 409),
+        ({"schedule": "every 0m"}, 422),
+        ({"table": "secrets"}, 422),
+        ({"page_rows": 0}, 422),
+        ({"name": None}, 422),
+    ):
+        bad = pull("PATCH", f"/api/v1/sync/jobs/{job['id']}", token=world["key"], body=body)
+        assert bad.status == status, (body, bad.body)
+        assert bad.content_type.startswith("application/problem+json")
+    assert pull("GET", f"/api/v1/sync/jobs/{job['id']}", token=world["key"]).json == cleared
+    assert (
+        pull("PATCH", f"/api/v1/sync/jobs/{other['id']}", token=world["read_key"], body={}).status
+        == 403
+    )

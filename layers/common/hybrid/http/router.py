@@ -76,6 +76,9 @@ class Router:
     def put(self, template: str) -> Callable[[RouteHandler], RouteHandler]:
         return self.route("PUT", template)
 
+    def patch(self, template: str) -> Callable[[RouteHandler], RouteHandler]:
+        return self.route("PATCH", template)
+
     def delete(self, template: str) -> Callable[[RouteHandler], RouteHandler]:
         return self.route("DELETE", template)
 

@@ -13,7 +13,12 @@ from hybrid.http.router import Call
 from hybrid.problems import DOMAIN_ERROR_MAP
 from hybrid.pull.app import PullServices
 from hybrid.pull.runner import start_job
-from hybrid.pull.schemas import CreateJobRequest, ExecutionsQuery, RunJobRequest
+from hybrid.pull.schemas import (
+    CreateJobRequest,
+    ExecutionsQuery,
+    RunJobRequest,
+    UpdateJobRequest,
+)
 from hybrid.sync import executions, jobs
 
 router = Router()
@@ -74,6 +79,19 @@ def list_jobs(call: Call[PullServices]) -> Response:
 def get_job(call: Call[PullServices]) -> Response:
     with call.services.read() as tx:
         job = jobs.get_job(tx, call.params["job_id"], tenant_id=call.principal.tenant_id)
+    return json_response(job.to_public())
+
+
+@router.patch("/api/v1/sync/jobs/{job_id}")
+@require("jobs:write")
+def update_job(call: Call[PullServices]) -> Response:
+    body = call.request.model(UpdateJobRequest)
+    changes = body.model_dump(exclude_unset=True)
+    with call.services.write() as tx:
+        job = jobs.update_job(
+            tx, call.params["job_id"], tenant_id=call.principal.tenant_id, changes=changes
+        )
+        _audit(call, tx, "sync_job.update", job.id, changed=sorted(changes))
     return json_response(job.to_public())
 
 

@@ -33,6 +33,18 @@ class CreateJobRequest(StrictModel):
     page_rows: Annotated[int, Field(ge=1, le=50_000)] = 5000
 
 
+class UpdateJobRequest(StrictModel):
+    """The settings a job may change; fields left out keep their value, and `schedule`,
+    `masking` and `conflict_strategy` may be set to null to clear them."""
+
+    name: Name | None = None
+    schedule: Annotated[str, StringConstraints(min_length=1, max_length=120)] | None = None
+    masking: dict[str, Any] | None = None
+    conflict_strategy: Strategy | None = None
+    overlap_s: Annotated[int, Field(ge=0, le=7 * 86400)] | None = None
+    page_rows: Annotated[int, Field(ge=1, le=50_000)] | None = None
+
+
 class RunJobRequest(StrictModel):
     mode: Mode | None = None
 

@@ -221,6 +221,65 @@ def list_jobs(tx: Transaction, tenant_id: str) -> list[SyncJob]:
     return [_from_row(row) for row in rows]
 
 
+UPDATABLE = ("name", "schedule", "masking", "conflict_strategy", "overlap_s", "page_rows")
+
+
+def update_job(tx: Transaction, job_id: str, *, tenant_id: str, changes: dict[str, Any]) -> SyncJob:
+    """Change a job's settings (a running execution keeps the ones it started with, except
+    the page size and masking of pages it has yet to ask for)."""
+    job = get_job(tx, job_id, tenant_id=tenant_id, for_update=True)
+    unknown = set(changes) - set(UPDATABLE)
+    if unknown:
+        raise ValidationFailedError(f"cannot change: {', '.join(sorted(unknown))}")
+    if changes.get("name", job.name) is None or changes.get("overlap_s", 0) is None:
+        raise ValidationFailedError("name and overlap_s cannot be cleared")
+    if "page_rows" in changes and changes["page_rows"] is None:
+        raise ValidationFailedError("page_rows cannot be cleared")
+    spec = _check_spec(
+        tx,
+        tenant_id,
+        JobSpec(
+            name=changes.get("name", job.name),
+            connector_id=job.connector_id,
+            source=job.source,
+            table=job.table,
+            cursor_column=job.cursor_column,
+            key_columns=job.key_columns,
+            mode=job.mode,
+            schedule=changes.get("schedule", job.schedule),
+            masking=changes.get("masking", job.masking),
+            conflict_strategy=changes.get("conflict_strategy", job.conflict_strategy),
+            overlap_s=changes.get("overlap_s", job.overlap_s),
+            page_rows=changes.get("page_rows", job.page_rows),
+        ),
+    )
+    next_run = job.next_run_at
+    if "schedule" in changes:
+        now = datetime.now(timezone.utc)
+        next_run = schedules.next_run(spec.schedule, now) if spec.schedule else None
+    try:
+        row = tx.one(
+            f"UPDATE sync_jobs SET name = :name, schedule = :schedule, "
+            f"masking = CAST(:masking AS jsonb), conflict_strategy = :conflict_strategy, "
+            f"overlap_s = :overlap_s, page_rows = :page_rows, next_run_at = :next_run, "
+            f"updated_at = now() WHERE id = :id RETURNING {_COLUMNS}",
+            id=job.id,
+            name=spec.name,
+            schedule=spec.schedule,
+            masking=json.dumps(spec.masking or {}),
+            conflict_strategy=spec.conflict_strategy,
+            overlap_s=spec.overlap_s,
+            page_rows=spec.page_rows,
+            next_run=next_run,
+        )
+    except IntegrityError as exc:
+        if exc.constraint == "sync_jobs_tenant_name":
+            raise SyncJobNameTakenError() from None
+        raise
+    assert row is not None
+    return _from_row(row)
+
+
 def set_paused(tx: Transaction, job_id: str, *, tenant_id: str, paused: bool) -> SyncJob:
     job = get_job(tx, job_id, tenant_id=tenant_id, for_update=True)
     next_run = job.next_run_at
