@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -165,7 +167,7 @@ def create_job(tx: Transaction, tenant_id: str, spec: JobSpec) -> SyncJob:
     spec = _check_spec(tx, tenant_id, spec)
     now = datetime.now(timezone.utc)
     next_run = schedules.next_run(spec.schedule, now) if spec.schedule else None
-    try:
+    with _unique_name():
         row = tx.one(
             f"INSERT INTO sync_jobs (id, tenant_id, name, connector_id, source, table_name, "
             f"cursor_column, key_columns, mode, schedule, masking, conflict_strategy, overlap_s, "
@@ -175,26 +177,39 @@ def create_job(tx: Transaction, tenant_id: str, spec: JobSpec) -> SyncJob:
             f"RETURNING {_COLUMNS}",
             id=new_id("job"),
             tenant_id=tenant_id,
-            name=spec.name,
             connector_id=spec.connector_id,
             source=spec.source,
             table_name=spec.table,
             cursor_column=spec.cursor_column,
             key_columns=list(spec.key_columns),
             mode=spec.mode,
-            schedule=spec.schedule,
-            masking=json.dumps(spec.masking or {}),
-            conflict_strategy=spec.conflict_strategy,
-            overlap_s=spec.overlap_s,
-            page_rows=spec.page_rows,
             next_run_at=next_run,
+            **_settings(spec),
         )
+    assert row is not None
+    return _from_row(row)
+
+
+@contextmanager
+def _unique_name() -> Iterator[None]:
+    try:
+        yield
     except IntegrityError as exc:
         if exc.constraint == "sync_jobs_tenant_name":
             raise SyncJobNameTakenError() from None
         raise
-    assert row is not None
-    return _from_row(row)
+
+
+def _settings(spec: JobSpec) -> dict[str, Any]:
+    """The columns a job's owner may change, as statement parameters."""
+    return {
+        "name": spec.name,
+        "schedule": spec.schedule,
+        "masking": json.dumps(spec.masking or {}),
+        "conflict_strategy": spec.conflict_strategy,
+        "overlap_s": spec.overlap_s,
+        "page_rows": spec.page_rows,
+    }
 
 
 def get_job(
@@ -257,25 +272,16 @@ def update_job(tx: Transaction, job_id: str, *, tenant_id: str, changes: dict[st
     if "schedule" in changes:
         now = datetime.now(timezone.utc)
         next_run = schedules.next_run(spec.schedule, now) if spec.schedule else None
-    try:
+    with _unique_name():
         row = tx.one(
             f"UPDATE sync_jobs SET name = :name, schedule = :schedule, "
             f"masking = CAST(:masking AS jsonb), conflict_strategy = :conflict_strategy, "
             f"overlap_s = :overlap_s, page_rows = :page_rows, next_run_at = :next_run, "
             f"updated_at = now() WHERE id = :id RETURNING {_COLUMNS}",
             id=job.id,
-            name=spec.name,
-            schedule=spec.schedule,
-            masking=json.dumps(spec.masking or {}),
-            conflict_strategy=spec.conflict_strategy,
-            overlap_s=spec.overlap_s,
-            page_rows=spec.page_rows,
             next_run=next_run,
+            **_settings(spec),
         )
-    except IntegrityError as exc:
-        if exc.constraint == "sync_jobs_tenant_name":
-            raise SyncJobNameTakenError() from None
-        raise
     assert row is not None
     return _from_row(row)
 
