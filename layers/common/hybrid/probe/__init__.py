@@ -1,0 +1,1 @@
+"""status-probe: connection state and latency of every connector and source."""

@@ -1,0 +1,1 @@
+"""status-probe: the minute probe of every link, the status API."""

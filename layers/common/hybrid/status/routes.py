@@ -1,0 +1,96 @@
+"""status-probe routes: the tenant's links as the last probes left them, and their history."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from hybrid.auth import require
+from hybrid.connectors import registry
+from hybrid.events.context import InvocationContext
+from hybrid.http import Response, Router, UnprocessableError, json_response
+from hybrid.http.router import Call
+from hybrid.probe import store
+from hybrid.probe.runner import run_tick
+from hybrid.probe.states import LinkState
+from hybrid.problems import DOMAIN_ERROR_MAP
+from hybrid.status.app import StatusServices
+
+router = Router()
+ERROR_MAP = dict(DOMAIN_ERROR_MAP)
+P95_WINDOW = timedelta(hours=1)
+
+
+class HistoryQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    since: AwareDatetime | None = None
+    until: AwareDatetime | None = None
+    limit: Annotated[int, Field(ge=1, le=5000)] = 1000
+
+
+def _source_view(name: str, state: LinkState | None) -> dict[str, Any]:
+    state = state or LinkState()
+    return {
+        "name": name,
+        "state": state.state,
+        "latency_ms": state.latency_ms,
+        "error": state.error,
+        "since": state.since,
+    }
+
+
+@router.get("/api/v1/hybrid/status")
+@require("status:read")
+def get_status(call: Call[StatusServices]) -> Response:
+    tenant_id = call.principal.tenant_id
+    now = datetime.now(timezone.utc)
+    with call.services.read() as tx:
+        connectors = registry.list_connectors(tx, tenant_id=tenant_id)
+        states = store.link_states(tx, tenant_id)
+        p95 = store.latency_p95(tx, tenant_id, since=now - P95_WINDOW)
+    body = []
+    for connector in connectors:
+        links = states.get(connector.id, {})
+        own = links.get(store.CONNECTOR_LINK) or LinkState()
+        body.append(
+            {
+                "id": connector.id,
+                "name": connector.name,
+                "transport": connector.transport,
+                "state": own.state,
+                "connected": own.state in ("connected", "degraded"),
+                "latency_ms": own.latency_ms,
+                "latency_p95_ms": p95.get(connector.id),
+                "last_seen": own.last_ok_at,
+                "since": own.since,
+                "sources": [
+                    _source_view(source.name, links.get(source.name))
+                    for source in connector.sources
+                ],
+            }
+        )
+    return json_response({"generated_at": now, "connectors": body})
+
+
+@router.get("/api/v1/hybrid/status/{connector_id}/history")
+@require("status:read")
+def get_history(call: Call[StatusServices]) -> Response:
+    query = call.request.query_model(HistoryQuery)
+    until = query.until or datetime.now(timezone.utc)
+    since = query.since or until - timedelta(hours=24)
+    if since > until:
+        raise UnprocessableError("since must not be after until")
+    with call.services.read() as tx:
+        connector = registry.get_connector(
+            tx, call.params["connector_id"], tenant_id=call.principal.tenant_id
+        )
+        samples = store.history(tx, connector.id, since=since, until=until, limit=query.limit)
+    return json_response(
+        {"connector_id": connector.id, "since": since, "until": until, "samples": samples}
+    )
+
+
+def handle_timer(event: Any, services: StatusServices, ctx: InvocationContext) -> dict[str, Any]:
+    return run_tick(services)

@@ -1,0 +1,87 @@
+"""status-probe's handler with Function URL and timer events, against the real stack."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.functions import load_function
+from tests.support.http import HttpResult, context, function_url_event, read_result
+
+ENCRYPTION_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+TIMER = json.loads((Path(__file__).resolve().parents[2] / "events" / "timer.json").read_text())
+
+
+@pytest.fixture
+def probe_env(
+    clean_db: str, endpoints, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
+    from hybrid.cache import redis_client
+    from hybrid.config import clear_settings_cache
+
+    env = {
+        "APP_ENV": "test",
+        "LOG_LEVEL": "INFO",
+        **endpoints.env(),
+        "DATABASE_URL": clean_db,
+        "SECRETS_ENCRYPTION_KEY": ENCRYPTION_KEY,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    clear_settings_cache()
+    redis_client(endpoints.redis_url).flushdb()
+    yield env
+    clear_settings_cache()
+
+
+@pytest.fixture
+def status(probe_env: dict[str, str]) -> Callable[..., HttpResult]:
+    handler = load_function("status_probe")
+
+    def call(method: str, path: str, *, token: str | None = None, **kwargs: Any) -> HttpResult:
+        event = function_url_event(method, path, token=token, **kwargs)
+        return read_result(handler.main_handler(event, context("status-probe")))
+
+    call.tick = lambda: handler.main_handler(  # type: ignore[attr-defined]
+        TIMER, context("status-probe") | {"time_limit_in_ms": 60_000}
+    )
+    return call
+
+
+@pytest.fixture
+def links(probe_env: dict[str, str]) -> dict[str, Any]:
+    """A tenant with a status key, a relay connector (sources erp, crm) and a tunnel connector
+    whose endpoint refuses connections."""
+    from hybrid.auth.store import create_api_key
+    from hybrid.connectors.registry import Source, create_connector
+    from hybrid.crypto import SecretBox
+    from hybrid.db import database
+    from hybrid.tenants import create_tenant
+
+    box = SecretBox(ENCRYPTION_KEY)
+    with database(probe_env["DATABASE_URL"]).transaction() as tx:
+        tenant = create_tenant(tx, "Acme")
+        _key, token = create_api_key(tx, tenant_id=tenant.id, name="k", scopes=("status:read",))
+        relay, _ = create_connector(
+            tx,
+            box,
+            tenant_id=tenant.id,
+            name="edge",
+            transport="relay",
+            endpoint=None,
+            sources=[Source("erp", "postgresql"), Source("crm", "mysql")],
+        )
+        tunnel, _ = create_connector(
+            tx,
+            box,
+            tenant_id=tenant.id,
+            name="dc",
+            transport="tunnel",
+            endpoint="http://127.0.0.1:9",
+            sources=[Source("erp", "postgresql")],
+        )
+    return {"tenant_id": tenant.id, "key": token.token, "relay": relay.id, "tunnel": tunnel.id}
