@@ -14,7 +14,8 @@ ones fit in one tick; each probe has its own timeout.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -31,7 +32,8 @@ logger = log.get_logger("hybrid.probe")
 
 RELAY_SILENT_S = 90
 PING_FRESH_S = 150
-PROBE_TIMEOUT_S = 5.0
+PROBE_TIMEOUT_S = 3.0
+WRITE_BATCH = 50
 PROBE_THREADS = 64
 SAMPLE_RETENTION_DAYS = 14
 ALERT_TOPIC = "alerts"
@@ -156,16 +158,18 @@ def apply_probe(tx: Transaction, result: ConnectorProbe) -> list[tuple[str, str,
     links = [(store.CONNECTOR_LINK, result.link)]
     if result.link.ok:
         links += sorted(result.sources.items())
+    current = store.lock_states(tx, result.connector_id)
+    saved = []
     for source, probe in links:
-        before = store.lock_state(tx, result.connector_id, source)
+        before = current.get(source, LinkState())
         after = advance(before, probe)
-        store.save_state(tx, result.connector_id, result.tenant_id, source, after)
-        store.record_sample(tx, result.connector_id, result.tenant_id, source, probe, after.state)
+        saved.append((source, probe, after))
         if after.state != before.state and not (
             before.state == "unknown" and after.state == "connected"
         ):
             _alert(tx, result, source, before, after)
             transitions.append((source, before.state, after.state))
+    store.save_probes(tx, result.connector_id, result.tenant_id, saved)
     return transitions
 
 
@@ -208,6 +212,17 @@ def _alert(
     )
 
 
+def _batches(items: Iterable[ConnectorProbe], size: int) -> Iterator[list[ConnectorProbe]]:
+    batch: list[ConnectorProbe] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def run_tick(services: Any, *, now: datetime | None = None) -> dict[str, Any]:
     """Probe everything once; the counts of what happened."""
     now = now or datetime.now(timezone.utc)
@@ -221,15 +236,18 @@ def run_tick(services: Any, *, now: datetime | None = None) -> dict[str, Any]:
         }
         relay_results = [probe_relay(tx, c, now) for c in connectors if c["transport"] == "relay"]
         pinged = [c["id"] for c in connectors if c["transport"] == "relay" and _queue_ping(tx, c)]
-    tunnels = [c for c in connectors if c["id"] in secrets]
-    with ThreadPoolExecutor(max(1, min(PROBE_THREADS, len(tunnels)))) as pool:
-        tunnel_results = list(pool.map(lambda c: probe_tunnel(c, secrets[c["id"]], now), tunnels))
     for connector_id in pinged:
         relay_jobs.wake(services.redis, connector_id)
+    tunnels = [c for c in connectors if c["id"] in secrets]
     transitions = 0
-    for result in [*tunnel_results, *relay_results]:
-        with services.write() as tx:
-            transitions += len(apply_probe(tx, result))
+    # Results are stored as they come in, while the slower probes are still waiting; a
+    # transaction holds a batch of connectors (each one's states and alerts stay together).
+    with ThreadPoolExecutor(max(1, min(PROBE_THREADS, len(tunnels)))) as pool:
+        futures = [pool.submit(probe_tunnel, c, secrets[c["id"]], now) for c in tunnels]
+        done = (future.result() for future in as_completed(futures))
+        for batch in _batches([*relay_results, *done], WRITE_BATCH):
+            with services.write() as tx:
+                transitions += sum(len(apply_probe(tx, result)) for result in batch)
     with services.write() as tx:
         pruned = store.prune_samples(tx, older_than=now - timedelta(days=SAMPLE_RETENTION_DAYS))
     summary = {

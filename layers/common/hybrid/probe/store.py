@@ -14,50 +14,62 @@ CONNECTOR_LINK = ""
 _STATE_COLUMNS = "state, since, failures, successes, last_ok_at, last_probe_at, latency_ms, error"
 
 
-def lock_state(tx: Transaction, connector_id: str, source: str) -> LinkState:
-    row = tx.one(
-        f"SELECT {_STATE_COLUMNS} FROM link_states "
-        "WHERE connector_id = :connector_id AND source = :source FOR UPDATE",
+def lock_states(tx: Transaction, connector_id: str) -> dict[str, LinkState]:
+    """The connector's links (its own under ''), locked until the transaction ends."""
+    rows = tx.rows(
+        f"SELECT source, {_STATE_COLUMNS} FROM link_states "
+        "WHERE connector_id = :connector_id ORDER BY source FOR UPDATE",
         connector_id=connector_id,
-        source=source,
     )
-    return LinkState(**row) if row else LinkState()
+    return {row.pop("source"): LinkState(**row) for row in rows}
 
 
-def save_state(
-    tx: Transaction, connector_id: str, tenant_id: str, source: str, state: LinkState
+def save_probes(
+    tx: Transaction,
+    connector_id: str,
+    tenant_id: str,
+    results: list[tuple[str, Probe, LinkState]],
 ) -> None:
+    """Each link's new state and its sample: two statements whatever the number of links."""
+    if not results:
+        return
+    params: dict[str, Any] = {"connector_id": connector_id, "tenant_id": tenant_id}
+    state_rows, sample_rows = [], []
+    for index, (source, probe, state) in enumerate(results):
+        fields = {"source": source, **asdict(state)}
+        params.update({f"{name}_{index}": value for name, value in fields.items()})
+        state_rows.append(
+            f"(:connector_id, :source_{index}, :tenant_id, :state_{index}, :since_{index}, "
+            f":failures_{index}, :successes_{index}, :last_ok_at_{index}, "
+            f":last_probe_at_{index}, :latency_ms_{index}, :error_{index})"
+        )
+        params.update(
+            {
+                f"ok_{index}": probe.ok,
+                f"probe_latency_{index}": probe.latency_ms,
+                f"probe_error_{index}": probe.error,
+                f"at_{index}": probe.at,
+            }
+        )
+        sample_rows.append(
+            f"(:connector_id, :tenant_id, :source_{index}, :ok_{index}, "
+            f":probe_latency_{index}, :state_{index}, :probe_error_{index}, :at_{index})"
+        )
     tx.execute(
         "INSERT INTO link_states (connector_id, source, tenant_id, state, since, failures, "
-        "successes, last_ok_at, last_probe_at, latency_ms, error) VALUES (:connector_id, "
-        ":source, :tenant_id, :state, :since, :failures, :successes, :last_ok_at, "
-        ":last_probe_at, :latency_ms, :error) ON CONFLICT (connector_id, source) DO UPDATE SET "
+        "successes, last_ok_at, last_probe_at, latency_ms, error) VALUES "
+        + ", ".join(state_rows)
+        + " ON CONFLICT (connector_id, source) DO UPDATE SET "
         "state = EXCLUDED.state, since = EXCLUDED.since, failures = EXCLUDED.failures, "
         "successes = EXCLUDED.successes, last_ok_at = EXCLUDED.last_ok_at, "
         "last_probe_at = EXCLUDED.last_probe_at, latency_ms = EXCLUDED.latency_ms, "
         "error = EXCLUDED.error",
-        connector_id=connector_id,
-        source=source,
-        tenant_id=tenant_id,
-        **asdict(state),
+        **params,
     )
-
-
-def record_sample(
-    tx: Transaction, connector_id: str, tenant_id: str, source: str, probe: Probe, state: str
-) -> None:
     tx.execute(
         "INSERT INTO probe_samples (connector_id, tenant_id, source, ok, latency_ms, state, "
-        "error, at) VALUES (:connector_id, :tenant_id, :source, :ok, :latency_ms, :state, "
-        ":error, :at)",
-        connector_id=connector_id,
-        tenant_id=tenant_id,
-        source=source,
-        ok=probe.ok,
-        latency_ms=probe.latency_ms,
-        state=state,
-        error=probe.error,
-        at=probe.at,
+        "error, at) VALUES " + ", ".join(sample_rows),
+        **params,
     )
 
 
