@@ -229,3 +229,24 @@ def test_a_job_can_be_changed_and_a_bad_change_leaves_it_as_it_was(pull, world):
         pull("PATCH", f"/api/v1/sync/jobs/{other['id']}", token=world["read_key"], body={}).status
         == 403
     )
+
+
+def test_the_timer_deletes_finished_relay_jobs_after_a_week(pull, world, tick, pull_env):
+    from hybrid.db import database
+
+    job = _create(pull, world).json
+    pull("POST", f"/api/v1/sync/jobs/{job['id']}/run", token=world["key"])
+    with database(pull_env["DATABASE_URL"]).transaction() as tx:
+        tx.execute(
+            "INSERT INTO relay_jobs (id, connector_id, tenant_id, kind, status, updated_at) "
+            "VALUES ('rjb_old', :c, :t, 'ping', 'done', now() - interval '8 days'), "
+            "('rjb_new', :c, :t, 'ping', 'done', now() - interval '6 days')",
+            c=world["relay"],
+            t=world["tenant_id"],
+        )
+    assert tick()["relay_jobs_pruned"] == 1
+    with database(pull_env["DATABASE_URL"]).transaction() as tx:
+        left = {r["id"] for r in tx.rows("SELECT id FROM relay_jobs WHERE kind = 'ping'")}
+        pulls = tx.scalar("SELECT count(*) FROM relay_jobs WHERE kind = 'pull'")
+    assert left == {"rjb_new"}
+    assert pulls == 1  # the running pull's job is untouched

@@ -211,6 +211,15 @@ def requeue(tx: Transaction, job_id: str) -> None:
     )
 
 
+def prune(tx: Transaction, *, older_than_s: int) -> int:
+    """Delete finished relay jobs (and, by cascade, their chunk ledger) older than that."""
+    return tx.execute(
+        "DELETE FROM relay_jobs WHERE status IN ('done', 'failed', 'cancelled') "
+        "AND updated_at < now() - make_interval(secs => :seconds)",
+        seconds=older_than_s,
+    )
+
+
 # --- waking a waiting poll --------------------------------------------------------------------
 
 

@@ -35,6 +35,8 @@ RELAY_STALE_S = 600
 # Stop starting pages when less than this is left of the invocation.
 SAFETY_MARGIN_S = 8.0
 DUE_JOBS_PER_TICK = 200
+# Finished relay jobs and their chunk ledger are kept this long (a week), then deleted.
+RELAY_RETENTION_S = 7 * 86400
 
 
 def _lease_name(job_id: str) -> str:
@@ -198,6 +200,13 @@ def handle_timer(event: Any, services: PullServices, ctx: InvocationContext) -> 
             break
         drive_tunnel(services, execution_id, deadline)
         driven += 1
-    summary = {"stale_failed": len(stale), "started": started, "driven": driven}
+    with services.write() as tx:
+        pruned = relay_jobs.prune(tx, older_than_s=RELAY_RETENTION_S)
+    summary = {
+        "stale_failed": len(stale),
+        "started": started,
+        "driven": driven,
+        "relay_jobs_pruned": pruned,
+    }
     logger.info("pull tick", **summary)
     return summary
