@@ -131,3 +131,20 @@ def test_status_needs_the_scope_and_shows_only_the_tenants_own(status, links, pr
         query={"since": "2026-11-23T10:00:00Z", "until": "2026-11-23T09:00:00Z"},
     )
     assert bad.status == 422
+
+
+def test_the_latest_states_are_kept_in_redis_too(status, links, probe_env, endpoints):
+    import json
+
+    from hybrid.cache import redis_client
+    from hybrid.probe.runner import latest_key
+
+    _heartbeat(probe_env, links["relay"], age_s=1)
+    status.tick()
+    client = redis_client(endpoints.redis_url)
+    latest = {
+        k.decode(): json.loads(v) for k, v in client.hgetall(latest_key(links["tenant_id"])).items()
+    }
+    assert latest[links["relay"]][""]["state"] == "connected"
+    assert latest[links["tunnel"]][""]["state"] == "unknown"
+    assert 0 < client.ttl(latest_key(links["tenant_id"])) <= 300

@@ -16,11 +16,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from hybrid import log, outbox
+from hybrid.cache import CacheError, redis_errors
 from hybrid.connectors import registry
 from hybrid.connectors import relay as relay_jobs
 from hybrid.connectors.tunnel import ConnectorError, TunnelClient
@@ -34,6 +35,7 @@ RELAY_SILENT_S = 90
 PING_FRESH_S = 150
 PROBE_TIMEOUT_S = 3.0
 WRITE_BATCH = 50
+LATEST_TTL_S = 300
 PROBE_THREADS = 64
 SAMPLE_RETENTION_DAYS = 14
 ALERT_TOPIC = "alerts"
@@ -223,6 +225,36 @@ def _batches(items: Iterable[ConnectorProbe], size: int) -> Iterator[list[Connec
         yield batch
 
 
+def latest_key(tenant_id: str) -> str:
+    return f"hybrid:status:{{{tenant_id}}}"
+
+
+def _publish_latest(services: Any, connectors: list[dict[str, Any]]) -> None:
+    """Each tenant's link states into Redis (a hash: connector id → JSON of its links), for
+    readers that must not query PostgreSQL; best effort, PostgreSQL stays the record."""
+    tenants = sorted({c["tenant_id"] for c in connectors})
+    try:
+        with redis_errors():
+            pipe = services.redis().pipeline(transaction=False)
+            for tenant_id in tenants:
+                with services.read() as tx:
+                    states = store.link_states(tx, tenant_id)
+                key = latest_key(tenant_id)
+                pipe.delete(key)
+                for connector_id, links in states.items():
+                    pipe.hset(key, connector_id, _links_json(links))
+                pipe.expire(key, LATEST_TTL_S)
+            pipe.execute()
+    except CacheError as exc:
+        logger.warning("latest status not written to redis", error_type=type(exc).__name__)
+
+
+def _links_json(links: dict[str, LinkState]) -> bytes:
+    from hybrid.http.response import dump_json
+
+    return dump_json({source or "": asdict(state) for source, state in links.items()})
+
+
 def run_tick(services: Any, *, now: datetime | None = None) -> dict[str, Any]:
     """Probe everything once; the counts of what happened."""
     now = now or datetime.now(timezone.utc)
@@ -248,6 +280,7 @@ def run_tick(services: Any, *, now: datetime | None = None) -> dict[str, Any]:
         for batch in _batches([*relay_results, *done], WRITE_BATCH):
             with services.write() as tx:
                 transitions += sum(len(apply_probe(tx, result)) for result in batch)
+    _publish_latest(services, connectors)
     with services.write() as tx:
         pruned = store.prune_samples(tx, older_than=now - timedelta(days=SAMPLE_RETENTION_DAYS))
     summary = {
