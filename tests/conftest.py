@@ -22,6 +22,8 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 APP_TABLES = (
+    "alerts",
+    "silences",
     "probe_samples",
     "link_states",
     "relay_chunks",

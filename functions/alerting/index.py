@@ -1,0 +1,14 @@
+"""alerting: alert events swept from the outbox (minute timer), alerts and silences (HTTP)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hybrid.alerting.app import AlertingSettings, build_function
+
+SETTINGS = AlertingSettings
+_function = build_function()
+
+
+def main_handler(event: dict[str, Any], context: Any) -> Any:
+    return _function(event, context)

@@ -1,0 +1,72 @@
+# Migration Contract:
+#   type: reversible
+#   rollback_plan: "alembic downgrade -1"
+#   verification_query: "SELECT count(*) FROM alerts;"
+#   backfill_plan: "n/a"
+#   owner: "platform"
+#   ticket: "issue-5"
+"""Alerts (one row per fingerprint, firing or resolved) and silences.
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-11-23
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+UPGRADE = [
+    """
+    CREATE TABLE alerts (
+        id             text PRIMARY KEY,
+        tenant_id      text NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+        fingerprint    text NOT NULL,
+        labels         jsonb NOT NULL,
+        status         text NOT NULL CHECK (status IN ('firing', 'resolved')),
+        severity       text NOT NULL CHECK (severity IN ('info', 'warning', 'critical')),
+        summary        jsonb NOT NULL DEFAULT '{}'::jsonb,
+        starts_at      timestamptz NOT NULL,
+        ends_at        timestamptz,
+        updated_at     timestamptz NOT NULL DEFAULT now(),
+        last_event_id  bigint,
+        UNIQUE (tenant_id, fingerprint)
+    )
+    """,
+    "CREATE INDEX alerts_tenant_status ON alerts (tenant_id, status, updated_at DESC)",
+    """
+    CREATE TABLE silences (
+        id          text PRIMARY KEY,
+        tenant_id   text NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+        matchers    jsonb NOT NULL,
+        starts_at   timestamptz NOT NULL,
+        ends_at     timestamptz NOT NULL,
+        comment     text,
+        created_by  text NOT NULL,
+        created_at  timestamptz NOT NULL DEFAULT now(),
+        deleted_at  timestamptz,
+        CHECK (ends_at > starts_at)
+    )
+    """,
+    "CREATE INDEX silences_tenant_active ON silences (tenant_id, ends_at) WHERE deleted_at IS NULL",
+]
+
+DOWNGRADE = [
+    "DROP TABLE silences",
+    "DROP TABLE alerts",
+]
+
+
+def upgrade() -> None:
+    for statement in UPGRADE:
+        op.execute(statement)
+
+
+def downgrade() -> None:
+    for statement in DOWNGRADE:
+        op.execute(statement)

@@ -1,0 +1,1 @@
+"""alerting: alert events into alerts, silences, and (next) their delivery."""

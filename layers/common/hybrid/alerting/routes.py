@@ -1,0 +1,169 @@
+"""alerting routes (alerts, silences) and the outbox sweep that records alert events."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from hybrid import audit, log, outbox
+from hybrid.alerting.app import AlertingServices
+from hybrid.alerts import store
+from hybrid.auth import require
+from hybrid.events.context import InvocationContext
+from hybrid.http import Response, Router, json_response, no_content
+from hybrid.http.router import Call
+from hybrid.problems import DOMAIN_ERROR_MAP
+
+router = Router()
+ERROR_MAP = dict(DOMAIN_ERROR_MAP)
+logger = log.get_logger("hybrid.alerting")
+
+ALERT_TOPIC = "alerts"
+SWEEP_BATCH = 500
+MAX_ATTEMPTS = 5
+
+Label = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class AlertsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    state: Literal["firing", "resolved"] | None = None
+    limit: Annotated[int, Field(ge=1, le=1000)] = 200
+
+
+class CreateSilenceRequest(BaseModel):
+    # Not strict: times arrive as RFC 3339 strings; labels stay strings only (no coercion).
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    matchers: dict[Label, Label] = Field(min_length=1, max_length=32)
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime
+    comment: Annotated[str, StringConstraints(max_length=1000)] | None = None
+
+
+class SilencesQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    expired: bool = False
+
+
+@router.get("/api/v1/alerts")
+@require("status:read")
+def list_alerts(call: Call[AlertingServices]) -> Response:
+    query = call.request.query_model(AlertsQuery)
+    now = datetime.now(timezone.utc)
+    tenant_id = call.principal.tenant_id
+    with call.services.read() as tx:
+        alerts = store.list_alerts(tx, tenant_id, status=query.state, limit=query.limit)
+        silences = store.list_silences(tx, tenant_id, include_expired=False)
+    return json_response(
+        {
+            "alerts": [
+                alert.to_public(silenced_by=store.silenced_by(silences, alert.labels, now))
+                for alert in alerts
+            ]
+        }
+    )
+
+
+@router.post("/api/v1/alerts/silences")
+@require("admin")
+def create_silence(call: Call[AlertingServices]) -> Response:
+    body = call.request.model(CreateSilenceRequest)
+    now = datetime.now(timezone.utc)
+    with call.services.write() as tx:
+        silence = store.create_silence(
+            tx,
+            call.principal.tenant_id,
+            matchers=body.matchers,
+            starts_at=body.starts_at or now,
+            ends_at=body.ends_at,
+            comment=body.comment,
+            created_by=call.principal.actor,
+        )
+        audit.record(
+            tx,
+            tenant_id=call.principal.tenant_id,
+            actor=call.principal.actor,
+            action="silence.create",
+            target_type="silence",
+            target_id=silence.id,
+            request_id=call.request.request_id,
+            details={"matchers": silence.matchers, "ends_at": silence.ends_at.isoformat()},
+        )
+    return json_response(silence.to_public(now=now), 201)
+
+
+@router.get("/api/v1/alerts/silences")
+@require("admin")
+def list_silences(call: Call[AlertingServices]) -> Response:
+    query = call.request.query_model(SilencesQuery)
+    now = datetime.now(timezone.utc)
+    with call.services.read() as tx:
+        silences = store.list_silences(tx, call.principal.tenant_id, include_expired=query.expired)
+    return json_response({"silences": [s.to_public(now=now) for s in silences]})
+
+
+@router.delete("/api/v1/alerts/silences/{silence_id}")
+@require("admin")
+def delete_silence(call: Call[AlertingServices]) -> Response:
+    with call.services.write() as tx:
+        store.delete_silence(tx, call.params["silence_id"], tenant_id=call.principal.tenant_id)
+        audit.record(
+            tx,
+            tenant_id=call.principal.tenant_id,
+            actor=call.principal.actor,
+            action="silence.delete",
+            target_type="silence",
+            target_id=call.params["silence_id"],
+            request_id=call.request.request_id,
+        )
+    return no_content()
+
+
+def sweep(services: AlertingServices) -> dict[str, int]:
+    """Record every pending alert event of the outbox; each event and its outbox row commit
+    together, so an event is recorded once even when two sweeps overlap."""
+    recorded = unchanged = failed = 0
+    while True:
+        items = outbox.claim(
+            services.db, topics=[ALERT_TOPIC], limit=SWEEP_BATCH, max_attempts=MAX_ATTEMPTS
+        )
+        for item in items:
+            try:
+                with services.write() as tx:
+                    alert = store.record_event(
+                        tx, item.payload, event_id=item.id, at=_event_time(item.payload)
+                    )
+                    outbox.mark_done(tx, item.id)
+            except store.AlertEventError as exc:
+                outbox.mark_failed(services.db, item.id, type(exc).__name__, backoff_s=300)
+                logger.warning("alert event refused", outbox_id=item.id, reason=str(exc))
+                failed += 1
+                continue
+            if alert is None:
+                unchanged += 1
+            else:
+                recorded += 1
+        if len(items) < SWEEP_BATCH:
+            return {"recorded": recorded, "unchanged": unchanged, "failed": failed}
+
+
+def _event_time(payload: dict[str, Any]) -> datetime:
+    """When the producer saw the change (`at`, RFC 3339); the sweep's time otherwise."""
+    raw = payload.get("at")
+    moment = None
+    if isinstance(raw, str):
+        try:
+            moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            moment = None
+    if moment is None or moment.tzinfo is None:
+        return datetime.now(timezone.utc)
+    return moment
+
+
+def handle_timer(event: Any, services: AlertingServices, ctx: InvocationContext) -> dict[str, int]:
+    summary = sweep(services)
+    logger.info("alert sweep", **summary)
+    return summary

@@ -1,0 +1,1 @@
+"""Alerting: rules, evaluation, routing and delivery of notifications to channels."""
