@@ -5,7 +5,8 @@
 #   backfill_plan: "n/a"
 #   owner: "platform"
 #   ticket: "issue-5"
-"""Alerts (one row per fingerprint, firing or resolved) and silences.
+"""Alerts (one row per fingerprint, firing or resolved), silences, and an index for outbox
+retention.
 
 Revision ID: 0005
 Revises: 0004
@@ -54,9 +55,12 @@ UPGRADE = [
     )
     """,
     "CREATE INDEX silences_tenant_active ON silences (tenant_id, ends_at) WHERE deleted_at IS NULL",
+    # The alerting sweep deletes delivered outbox items once their dedupe keys have expired.
+    "CREATE INDEX outbox_done ON outbox (done_at) WHERE done_at IS NOT NULL",
 ]
 
 DOWNGRADE = [
+    "DROP INDEX outbox_done",
     "DROP TABLE silences",
     "DROP TABLE alerts",
 ]

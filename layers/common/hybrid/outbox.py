@@ -147,6 +147,19 @@ def mark_failed(
     )
 
 
+def prune_done(target: Database | Transaction, *, older_than_days: int, limit: int) -> int:
+    """Delete up to `limit` delivered items done more than `older_than_days` ago. Their dedupe
+    keys become free again: keep items longer than any producer's dedupe horizon (a month for
+    quota alerts)."""
+    return _execute(
+        target,
+        "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE done_at IS NOT NULL "
+        "AND done_at < now() - make_interval(days => :days) LIMIT :limit)",
+        days=older_than_days,
+        limit=limit,
+    )
+
+
 def _execute(target: Database | Transaction, sql: str, **params: Any) -> int:
     if isinstance(target, Transaction):
         return target.execute(sql, **params)

@@ -90,7 +90,7 @@ def _event(
 
 def test_events_become_one_alert_that_fires_then_resolves(alerting, tenant, env):
     _event(env, tenant["id"], "firing")
-    assert alerting.sweep() == {"recorded": 1, "unchanged": 0, "failed": 0}
+    assert alerting.sweep() == {"recorded": 1, "unchanged": 0, "failed": 0, "outbox_pruned": 0}
     firing = alerting(
         "GET", "/api/v1/alerts", token=tenant["reader"], query={"state": "firing"}
     ).json
@@ -110,7 +110,12 @@ def test_events_become_one_alert_that_fires_then_resolves(alerting, tenant, env)
     assert resolved["id"] == alert["id"]
     assert resolved["status"] == "resolved"
     assert resolved["ends_at"] is not None
-    assert alerting.sweep() == {"recorded": 0, "unchanged": 0, "failed": 0}  # nothing left
+    assert alerting.sweep() == {
+        "recorded": 0,
+        "unchanged": 0,
+        "failed": 0,
+        "outbox_pruned": 0,
+    }  # nothing left
 
 
 def test_an_older_event_replayed_late_does_not_undo_a_newer_state(alerting, tenant, env):
@@ -148,7 +153,7 @@ def test_a_malformed_event_is_set_aside_and_does_not_block_the_rest(alerting, te
     with database(env["DATABASE_URL"]).transaction() as tx:
         outbox.enqueue(tx, "alerts", {"tenant_id": tenant["id"], "status": "firing"})  # no labels
     _event(env, tenant["id"], "firing")
-    assert alerting.sweep() == {"recorded": 1, "unchanged": 0, "failed": 1}
+    assert alerting.sweep() == {"recorded": 1, "unchanged": 0, "failed": 1, "outbox_pruned": 0}
     with database(env["DATABASE_URL"]).transaction() as tx:
         kept = tx.one(
             "SELECT attempts, last_error, done_at FROM outbox WHERE payload->'labels' IS NULL"
@@ -274,3 +279,21 @@ def test_scopes_and_tenants(alerting, tenant, env):
     assert (
         alerting("DELETE", f"/api/v1/alerts/silences/{mine['id']}", token=token.token).status == 404
     )
+
+
+def test_delivered_outbox_items_are_deleted_after_forty_days(alerting, tenant, env):
+    from hybrid.db import database
+
+    _event(env, tenant["id"], "firing")
+    _event(env, tenant["id"], "resolved", connector="con_2")
+    with database(env["DATABASE_URL"]).transaction() as tx:
+        tx.execute(
+            "INSERT INTO outbox (topic, payload, done_at) VALUES "
+            "('archive', '{}', now() - interval '41 days'), "
+            "('archive', '{}', now() - interval '39 days'), ('archive', '{}', NULL)"
+        )
+    summary = alerting.sweep()
+    assert summary["outbox_pruned"] == 1
+    with database(env["DATABASE_URL"]).transaction() as tx:
+        left = tx.scalar("SELECT count(*) FROM outbox")
+    assert left == 4  # two swept alert events (done today), the 39-day-old one, the pending one

@@ -23,6 +23,9 @@ logger = log.get_logger("hybrid.alerting")
 ALERT_TOPIC = "alerts"
 SWEEP_BATCH = 500
 MAX_ATTEMPTS = 5
+# Longer than any dedupe horizon of the outbox's producers (quota alerts: a calendar month).
+OUTBOX_RETENTION_DAYS = 40
+OUTBOX_PRUNE_BATCH = 10_000
 
 Label = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
@@ -165,5 +168,8 @@ def _event_time(payload: dict[str, Any]) -> datetime:
 
 def handle_timer(event: Any, services: AlertingServices, ctx: InvocationContext) -> dict[str, int]:
     summary = sweep(services)
+    summary["outbox_pruned"] = outbox.prune_done(
+        services.db, older_than_days=OUTBOX_RETENTION_DAYS, limit=OUTBOX_PRUNE_BATCH
+    )
     logger.info("alert sweep", **summary)
     return summary
