@@ -297,3 +297,36 @@ def test_delivered_outbox_items_are_deleted_after_forty_days(alerting, tenant, e
     with database(env["DATABASE_URL"]).transaction() as tx:
         left = tx.scalar("SELECT count(*) FROM outbox")
     assert left == 4  # two swept alert events (done today), the 39-day-old one, the pending one
+
+
+def test_a_disconnected_connector_mutes_its_sources_alerts(alerting, tenant, env):
+    from hybrid import outbox
+    from hybrid.db import database
+
+    def event(alertname: str, connector: str, status: str = "firing", **labels: str) -> None:
+        with database(env["DATABASE_URL"]).transaction() as tx:
+            outbox.enqueue(
+                tx,
+                "alerts",
+                {
+                    "status": status,
+                    "tenant_id": tenant["id"],
+                    "labels": {"alertname": alertname, "connector_id": connector, **labels},
+                },
+            )
+
+    event("SourceDown", "con_1", source="erp")
+    event("SourceDown", "con_2", source="erp")
+    event("ConnectorDisconnected", "con_1")
+    alerting.sweep()
+    listed = alerting("GET", "/api/v1/alerts", token=tenant["reader"]).json["alerts"]
+    by = {(a["labels"]["alertname"], a["labels"]["connector_id"]): a for a in listed}
+    down = by[("ConnectorDisconnected", "con_1")]
+    assert by[("SourceDown", "con_1")]["inhibited_by"] == down["id"]
+    assert by[("SourceDown", "con_2")]["inhibited_by"] is None
+    assert down["inhibited_by"] is None
+    event("ConnectorDisconnected", "con_1", status="resolved")
+    alerting.sweep()
+    listed = alerting("GET", "/api/v1/alerts", token=tenant["reader"]).json["alerts"]
+    by = {(a["labels"]["alertname"], a["labels"]["connector_id"]): a for a in listed}
+    assert by[("SourceDown", "con_1")]["inhibited_by"] is None

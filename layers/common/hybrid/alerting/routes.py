@@ -59,10 +59,14 @@ def list_alerts(call: Call[AlertingServices]) -> Response:
     with call.services.read() as tx:
         alerts = store.list_alerts(tx, tenant_id, status=query.state, limit=query.limit)
         silences = store.list_silences(tx, tenant_id, include_expired=False)
+        muting = store.inhibitors(store.firing(tx, tenant_id))
     return json_response(
         {
             "alerts": [
-                alert.to_public(silenced_by=store.silenced_by(silences, alert.labels, now))
+                alert.to_public(
+                    silenced_by=store.silenced_by(silences, alert.labels, now),
+                    inhibited_by=store.inhibited_by(alert, muting),
+                )
                 for alert in alerts
             ]
         }

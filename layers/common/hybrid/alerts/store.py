@@ -52,7 +52,9 @@ class Alert:
     ends_at: datetime | None
     updated_at: datetime
 
-    def to_public(self, *, silenced_by: str | None = None) -> dict[str, Any]:
+    def to_public(
+        self, *, silenced_by: str | None = None, inhibited_by: str | None = None
+    ) -> dict[str, Any]:
         return {
             "id": self.id,
             "fingerprint": self.fingerprint,
@@ -64,6 +66,7 @@ class Alert:
             "ends_at": self.ends_at,
             "updated_at": self.updated_at,
             "silenced_by": silenced_by,
+            "inhibited_by": inhibited_by,
         }
 
 
@@ -236,3 +239,35 @@ def delete_silence(tx: Transaction, silence_id: str, *, tenant_id: str) -> None:
 def silenced_by(silences: list[Silence], labels: Mapping[str, str], at: datetime) -> str | None:
     """The first silence that mutes these labels at `at`, if any."""
     return next((s.id for s in silences if s.matches(labels, at)), None)
+
+
+# --- inhibition --------------------------------------------------------------------------------
+
+# A firing alert of the source kind mutes firing alerts of the target kinds on the same connector:
+# when the connector is down, its sources and its latency say nothing new.
+INHIBITS = {"ConnectorDisconnected": frozenset({"SourceDown", "ConnectorDegraded"})}
+
+
+def inhibitors(alerts: list[Alert]) -> dict[tuple[str, str], str]:
+    """(connector id, muted alertname) → the id of the firing alert that mutes it."""
+    found: dict[tuple[str, str], str] = {}
+    for alert in alerts:
+        muted = INHIBITS.get(alert.labels.get("alertname", ""))
+        connector_id = alert.labels.get("connector_id")
+        if alert.status == "firing" and muted and connector_id:
+            for name in muted:
+                found[(connector_id, name)] = alert.id
+    return found
+
+
+def inhibited_by(alert: Alert, muting: dict[tuple[str, str], str]) -> str | None:
+    key = (alert.labels.get("connector_id", ""), alert.labels.get("alertname", ""))
+    return muting.get(key) if alert.status == "firing" else None
+
+
+def firing(tx: Transaction, tenant_id: str) -> list[Alert]:
+    rows = tx.rows(
+        f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE tenant_id = :tenant_id AND status = 'firing'",
+        tenant_id=tenant_id,
+    )
+    return [_alert(row) for row in rows]
