@@ -41,6 +41,8 @@ def function_environment(
         "APP_ENV": "local",
         "LOG_LEVEL": "INFO",
         "QUEUE_BACKEND": "local",
+        # Local alert receivers (the demo's inbox) listen on loopback.
+        "ALERTS_ALLOW_PRIVATE_TARGETS": "true",
         **local_secrets(data_dir),
     }
     chosen = {name: value for name, value in defaults.items() if not environ.get(name)}

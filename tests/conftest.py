@@ -22,6 +22,7 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 APP_TABLES = (
+    "alert_channels",
     "alerts",
     "silences",
     "probe_samples",

@@ -5,8 +5,8 @@
 #   backfill_plan: "n/a"
 #   owner: "platform"
 #   ticket: "issue-5"
-"""Alerts (one row per fingerprint, firing or resolved), silences, and an index for outbox
-retention.
+"""Alerts (one row per fingerprint, firing or resolved), silences, notification channels
+(config sealed, a public view without secrets), and an index for outbox retention.
 
 Revision ID: 0005
 Revises: 0004
@@ -55,12 +55,31 @@ UPGRADE = [
     )
     """,
     "CREATE INDEX silences_tenant_active ON silences (tenant_id, ends_at) WHERE deleted_at IS NULL",
+    """
+    CREATE TABLE alert_channels (
+        id                text PRIMARY KEY,
+        tenant_id         text NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+        type              text NOT NULL CHECK (type IN ('wecom', 'email', 'webhook', 'dingtalk')),
+        name              text NOT NULL,
+        config_sealed     bytea NOT NULL,
+        config_public     jsonb NOT NULL,
+        min_severity      text NOT NULL DEFAULT 'warning'
+                          CHECK (min_severity IN ('info', 'warning', 'critical')),
+        created_at        timestamptz NOT NULL DEFAULT now(),
+        deleted_at        timestamptz
+    )
+    """,
+    """
+    CREATE UNIQUE INDEX alert_channels_tenant_name ON alert_channels (tenant_id, lower(name))
+        WHERE deleted_at IS NULL
+    """,
     # The alerting sweep deletes delivered outbox items once their dedupe keys have expired.
     "CREATE INDEX outbox_done ON outbox (done_at) WHERE done_at IS NOT NULL",
 ]
 
 DOWNGRADE = [
     "DROP INDEX outbox_done",
+    "DROP TABLE alert_channels",
     "DROP TABLE silences",
     "DROP TABLE alerts",
 ]

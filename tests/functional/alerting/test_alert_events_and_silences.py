@@ -3,64 +3,9 @@ an older event), listed per tenant with the silence that mutes them; silences CR
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
-from typing import Any
 
 import pytest
-
-from tests.support.functions import load_function
-from tests.support.http import HttpResult, context, function_url_event, read_result
-
-ENCRYPTION_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
-TIMER = json.loads((Path(__file__).resolve().parents[2] / "events" / "timer.json").read_text())
-
-
-@pytest.fixture
-def env(clean_db: str, endpoints, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    from hybrid.config import clear_settings_cache
-
-    values = {
-        "APP_ENV": "test",
-        "LOG_LEVEL": "INFO",
-        **endpoints.env(),
-        "DATABASE_URL": clean_db,
-        "SECRETS_ENCRYPTION_KEY": ENCRYPTION_KEY,
-    }
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    clear_settings_cache()
-    yield values
-    clear_settings_cache()
-
-
-@pytest.fixture
-def alerting(env: dict[str, str]) -> Callable[..., HttpResult]:
-    handler = load_function("alerting")
-
-    def call(method: str, path: str, *, token: str | None = None, **kwargs: Any) -> HttpResult:
-        event = function_url_event(method, path, token=token, **kwargs)
-        return read_result(handler.main_handler(event, context("alerting")))
-
-    call.sweep = lambda: handler.main_handler(TIMER, context("alerting"))  # type: ignore[attr-defined]
-    return call
-
-
-@pytest.fixture
-def tenant(env: dict[str, str]) -> dict[str, str]:
-    from hybrid.auth.store import create_api_key
-    from hybrid.db import database
-    from hybrid.tenants import create_tenant
-
-    with database(env["DATABASE_URL"]).transaction() as tx:
-        created = create_tenant(tx, "Acme")
-        _a, admin = create_api_key(
-            tx, tenant_id=created.id, name="a", scopes=("admin", "status:read")
-        )
-        _r, reader = create_api_key(tx, tenant_id=created.id, name="r", scopes=("status:read",))
-    return {"id": created.id, "admin": admin.token, "reader": reader.token}
 
 
 def _event(

@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
+
+from hybrid.config import RedisSettings
 from hybrid.handler import FunctionApp
 from hybrid.services import StoreServices, StoreSettings
 
 FUNCTION_NAME = "alerting"
 
 
-class AlertingSettings(StoreSettings):
+def _empty_is_false(value: Any) -> Any:
+    return False if value == "" else value
+
+
+class AlertingSettings(StoreSettings, RedisSettings):
     """Everything alerting reads from its environment."""
+
+    # Channels may target loopback and private networks (local runs and tests only); an empty
+    # value (a descriptor's unset variable) means no.
+    alerts_allow_private_targets: Annotated[bool, BeforeValidator(_empty_is_false)] = False
 
 
 class AlertingServices(StoreServices[AlertingSettings]):
-    """alerting's clients: the store."""
+    """alerting's clients: the store and Redis (robots' per-minute limits)."""
 
     operator_key_sha256: bytes | None = None
+
+    def redis(self) -> Any:
+        from hybrid.cache import redis_client
+
+        return redis_client(self.settings.redis_url.get_secret_value())
 
 
 def build_function() -> FunctionApp[AlertingSettings]:

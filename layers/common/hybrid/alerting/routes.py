@@ -9,10 +9,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 
 from hybrid import audit, log, outbox
 from hybrid.alerting.app import AlertingServices
-from hybrid.alerts import store
+from hybrid.alerts import registry, store
 from hybrid.auth import require
 from hybrid.events.context import InvocationContext
-from hybrid.http import Response, Router, json_response, no_content
+from hybrid.http import Response, Router, UnprocessableError, json_response, no_content
 from hybrid.http.router import Call
 from hybrid.problems import DOMAIN_ERROR_MAP
 
@@ -43,6 +43,14 @@ class CreateSilenceRequest(BaseModel):
     starts_at: AwareDatetime | None = None
     ends_at: AwareDatetime
     comment: Annotated[str, StringConstraints(max_length=1000)] | None = None
+
+
+class CreateChannelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    type: Literal["wecom", "email", "webhook", "dingtalk"]
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    config: dict[str, Any]
+    min_severity: Literal["info", "warning", "critical"] = "warning"
 
 
 class SilencesQuery(BaseModel):
@@ -126,6 +134,120 @@ def delete_silence(call: Call[AlertingServices]) -> Response:
             request_id=call.request.request_id,
         )
     return no_content()
+
+
+@router.post("/api/v1/alerts/channels")
+@require("admin")
+def create_channel(call: Call[AlertingServices]) -> Response:
+    """Checked by building its adapter (and its target against SSRF) before it is stored."""
+    body = call.request.model(CreateChannelRequest, check_depth=True)
+    _build(call.services, body.type, body.config)
+    with call.services.write() as tx:
+        channel = registry.create_channel(
+            tx,
+            call.services.secret_box,
+            tenant_id=call.principal.tenant_id,
+            channel_type=body.type,
+            name=body.name,
+            config=body.config,
+            min_severity=body.min_severity,
+        )
+        audit.record(
+            tx,
+            tenant_id=call.principal.tenant_id,
+            actor=call.principal.actor,
+            action="alert_channel.create",
+            target_type="alert_channel",
+            target_id=channel.id,
+            request_id=call.request.request_id,
+            details={"type": channel.type, "name": channel.name},
+        )
+    return json_response(channel.to_public(), 201)
+
+
+@router.get("/api/v1/alerts/channels")
+@require("admin")
+def list_channels(call: Call[AlertingServices]) -> Response:
+    with call.services.read() as tx:
+        channels = registry.list_channels(tx, call.principal.tenant_id)
+    return json_response({"channels": [channel.to_public() for channel in channels]})
+
+
+@router.get("/api/v1/alerts/channels/{channel_id}")
+@require("admin")
+def get_channel(call: Call[AlertingServices]) -> Response:
+    with call.services.read() as tx:
+        channel = registry.get_channel(
+            tx, call.params["channel_id"], tenant_id=call.principal.tenant_id
+        )
+    return json_response(channel.to_public())
+
+
+@router.delete("/api/v1/alerts/channels/{channel_id}")
+@require("admin")
+def delete_channel(call: Call[AlertingServices]) -> Response:
+    with call.services.write() as tx:
+        registry.delete_channel(tx, call.params["channel_id"], tenant_id=call.principal.tenant_id)
+        audit.record(
+            tx,
+            tenant_id=call.principal.tenant_id,
+            actor=call.principal.actor,
+            action="alert_channel.delete",
+            target_type="alert_channel",
+            target_id=call.params["channel_id"],
+            request_id=call.request.request_id,
+        )
+    return no_content()
+
+
+@router.post("/api/v1/alerts/channels/{channel_id}/test")
+@require("admin")
+def test_channel(call: Call[AlertingServices]) -> Response:
+    """Send a test notification now; the delivery result, whatever it is (200)."""
+    from hybrid.alerts.channels import Notification
+
+    tenant_id = call.principal.tenant_id
+    with call.services.read() as tx:
+        channel = registry.get_channel(tx, call.params["channel_id"], tenant_id=tenant_id)
+        config = registry.channel_config(tx, call.services.secret_box, channel)
+    adapter = _build(call.services, channel.type, config)
+    now = datetime.now(timezone.utc).isoformat()
+    result = adapter.send(
+        Notification(
+            title=f"hybrid-sync test notification for {channel.name}",
+            status="firing",
+            severity="info",
+            alerts=[{"labels": {"alertname": "TestNotification"}, "starts_at": now}],
+            group_key=f"test:{channel.id}",
+            tenant_id=tenant_id,
+        )
+    )
+    return json_response(
+        {
+            "ok": result.ok,
+            "status": result.status,
+            "retryable": result.retryable,
+            "retry_after_s": result.retry_after_s,
+            "detail": result.detail,
+        }
+    )
+
+
+def _build(services: AlertingServices, channel_type: str, config: dict[str, Any]) -> Any:
+    from hybrid.alerts.channels import ChannelConfigError, build_channel
+    from hybrid.alerts.ssrf import UnsafeTargetError, check_url
+
+    allow_private = services.settings.alerts_allow_private_targets
+    kind, settings = registry.adapter_type(channel_type, config)
+    try:
+        for name in ("url", "base_url"):
+            if isinstance(settings.get(name), str):
+                check_url(settings[name], allow_private=allow_private)
+        return build_channel(
+            kind, settings, allow_private=allow_private, redis_factory=services.redis
+        )
+    except (ChannelConfigError, UnsafeTargetError) as exc:
+        raise UnprocessableError(f"config: {exc}") from None
 
 
 def sweep(services: AlertingServices) -> dict[str, int]:
