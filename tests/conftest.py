@@ -22,6 +22,8 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 APP_TABLES = (
+    "alert_deliveries",
+    "alert_groups",
     "alert_channels",
     "alerts",
     "silences",

@@ -6,7 +6,8 @@
 #   owner: "platform"
 #   ticket: "issue-5"
 """Alerts (one row per fingerprint, firing or resolved), silences, notification channels
-(config sealed, a public view without secrets), and an index for outbox retention.
+(config sealed, a public view without secrets), notification groups and the delivery ledger,
+and an index for outbox retention.
 
 Revision ID: 0005
 Revises: 0004
@@ -73,12 +74,42 @@ UPGRADE = [
     CREATE UNIQUE INDEX alert_channels_tenant_name ON alert_channels (tenant_id, lower(name))
         WHERE deleted_at IS NULL
     """,
+    """
+    CREATE TABLE alert_groups (
+        tenant_id         text NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+        channel_id        text NOT NULL REFERENCES alert_channels (id) ON DELETE CASCADE,
+        group_key         text NOT NULL,
+        digest            text,
+        firing            boolean NOT NULL DEFAULT false,
+        last_notified_at  timestamptz,
+        PRIMARY KEY (channel_id, group_key)
+    )
+    """,
+    """
+    CREATE TABLE alert_deliveries (
+        id                bigserial PRIMARY KEY,
+        tenant_id         text NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+        channel_id        text NOT NULL REFERENCES alert_channels (id) ON DELETE CASCADE,
+        group_key         text NOT NULL,
+        notification      jsonb NOT NULL,
+        status            text NOT NULL CHECK (status IN ('pending', 'sent', 'dead')),
+        attempts          integer NOT NULL DEFAULT 0,
+        next_attempt_at   timestamptz NOT NULL DEFAULT now(),
+        last_status       text,
+        detail            text,
+        created_at        timestamptz NOT NULL DEFAULT now(),
+        updated_at        timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+    "CREATE INDEX alert_deliveries_due ON alert_deliveries (next_attempt_at) WHERE status = 'pending'",
     # The alerting sweep deletes delivered outbox items once their dedupe keys have expired.
     "CREATE INDEX outbox_done ON outbox (done_at) WHERE done_at IS NOT NULL",
 ]
 
 DOWNGRADE = [
     "DROP INDEX outbox_done",
+    "DROP TABLE alert_deliveries",
+    "DROP TABLE alert_groups",
     "DROP TABLE alert_channels",
     "DROP TABLE silences",
     "DROP TABLE alerts",

@@ -35,7 +35,16 @@ def _event(
 
 def test_events_become_one_alert_that_fires_then_resolves(alerting, tenant, env):
     _event(env, tenant["id"], "firing")
-    assert alerting.sweep() == {"recorded": 1, "unchanged": 0, "failed": 0, "outbox_pruned": 0}
+    assert alerting.sweep() == {
+        "recorded": 1,
+        "unchanged": 0,
+        "failed": 0,
+        "outbox_pruned": 0,
+        "queued": 0,
+        "sent": 0,
+        "pending": 0,
+        "dead": 0,
+    }
     firing = alerting(
         "GET", "/api/v1/alerts", token=tenant["reader"], query={"state": "firing"}
     ).json
@@ -60,6 +69,10 @@ def test_events_become_one_alert_that_fires_then_resolves(alerting, tenant, env)
         "unchanged": 0,
         "failed": 0,
         "outbox_pruned": 0,
+        "queued": 0,
+        "sent": 0,
+        "pending": 0,
+        "dead": 0,
     }  # nothing left
 
 
@@ -98,7 +111,16 @@ def test_a_malformed_event_is_set_aside_and_does_not_block_the_rest(alerting, te
     with database(env["DATABASE_URL"]).transaction() as tx:
         outbox.enqueue(tx, "alerts", {"tenant_id": tenant["id"], "status": "firing"})  # no labels
     _event(env, tenant["id"], "firing")
-    assert alerting.sweep() == {"recorded": 1, "unchanged": 0, "failed": 1, "outbox_pruned": 0}
+    assert alerting.sweep() == {
+        "recorded": 1,
+        "unchanged": 0,
+        "failed": 1,
+        "outbox_pruned": 0,
+        "queued": 0,
+        "sent": 0,
+        "pending": 0,
+        "dead": 0,
+    }
     with database(env["DATABASE_URL"]).transaction() as tx:
         kept = tx.one(
             "SELECT attempts, last_error, done_at FROM outbox WHERE payload->'labels' IS NULL"

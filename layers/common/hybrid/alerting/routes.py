@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from hybrid import audit, log, outbox
 from hybrid.alerting.app import AlertingServices
-from hybrid.alerts import registry, store
+from hybrid.alerts import notify, registry, store
 from hybrid.auth import require
 from hybrid.events.context import InvocationContext
 from hybrid.http import Response, Router, UnprocessableError, json_response, no_content
@@ -26,6 +26,8 @@ MAX_ATTEMPTS = 5
 # Longer than any dedupe horizon of the outbox's producers (quota alerts: a calendar month).
 OUTBOX_RETENTION_DAYS = 40
 OUTBOX_PRUNE_BATCH = 10_000
+# Resolved alerts stay in their groups this long (a resolved notice may still be owed).
+RESOLVED_WINDOW = timedelta(days=1)
 
 Label = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
@@ -292,8 +294,63 @@ def _event_time(payload: dict[str, Any]) -> datetime:
     return moment
 
 
+def notify_all(services: AlertingServices, *, now: datetime) -> dict[str, int]:
+    """Queue each channel's due notifications, then send what is due in the ledger."""
+    queued = 0
+    with services.read() as tx:
+        tenants = [
+            row["tenant_id"]
+            for row in tx.rows(
+                "SELECT DISTINCT tenant_id FROM alert_channels WHERE deleted_at IS NULL"
+            )
+        ]
+    for tenant_id in tenants:
+        with services.write() as tx:
+            alerts = store.for_notification(tx, tenant_id, resolved_since=now - RESOLVED_WINDOW)
+            silences = store.list_silences(tx, tenant_id, include_expired=False)
+            for channel in registry.list_channels(tx, tenant_id):
+                queued += notify.plan(
+                    tx,
+                    tenant_id=tenant_id,
+                    channel=channel,
+                    alerts=alerts,
+                    silences=silences,
+                    now=now,
+                )
+    adapters: dict[str, Any] = {}
+
+    def channel_for(delivery: notify.Delivery) -> Any:
+        if delivery.channel_id not in adapters:
+            with services.read() as tx:
+                channel = registry.get_channel(
+                    tx, delivery.channel_id, tenant_id=delivery.tenant_id
+                )
+                config = registry.channel_config(tx, services.secret_box, channel)
+            try:
+                adapters[delivery.channel_id] = _build(services, channel.type, config)
+            except UnprocessableError as exc:  # e.g. its target is no longer allowed
+                adapters[delivery.channel_id] = _Unusable(exc.detail or "config error")
+        return adapters[delivery.channel_id]
+
+    sent = notify.send_due(services.db, channel_for)
+    return {"queued": queued, **sent}
+
+
+class _Unusable:
+    """A channel whose config no longer builds: every delivery fails for good."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+
+    def send(self, notification: Any) -> Any:
+        from hybrid.alerts.channels import DeliveryResult
+
+        return DeliveryResult(ok=False, retryable=False, status="config_error", detail=self.detail)
+
+
 def handle_timer(event: Any, services: AlertingServices, ctx: InvocationContext) -> dict[str, int]:
     summary = sweep(services)
+    summary.update(notify_all(services, now=datetime.now(timezone.utc)))
     summary["outbox_pruned"] = outbox.prune_done(
         services.db, older_than_days=OUTBOX_RETENTION_DAYS, limit=OUTBOX_PRUNE_BATCH
     )

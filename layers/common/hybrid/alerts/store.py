@@ -265,6 +265,17 @@ def inhibited_by(alert: Alert, muting: dict[tuple[str, str], str]) -> str | None
     return muting.get(key) if alert.status == "firing" else None
 
 
+def for_notification(tx: Transaction, tenant_id: str, *, resolved_since: datetime) -> list[Alert]:
+    """Firing alerts, and alerts resolved since then (their groups may owe a resolved notice)."""
+    rows = tx.rows(
+        f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE tenant_id = :tenant_id "
+        "AND (status = 'firing' OR ends_at >= :since)",
+        tenant_id=tenant_id,
+        since=resolved_since,
+    )
+    return [_alert(row) for row in rows]
+
+
 def firing(tx: Transaction, tenant_id: str) -> list[Alert]:
     rows = tx.rows(
         f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE tenant_id = :tenant_id AND status = 'firing'",
