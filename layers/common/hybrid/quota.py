@@ -149,6 +149,14 @@ def _alert_on_threshold(
         ALERT_TOPIC,
         {
             "type": ALERT_TYPE,
+            "status": "firing",
+            "severity": "warning",
+            "labels": {
+                "alertname": "QuotaThreshold",
+                "tenant_id": tenant_id,
+                "quota": which,
+                "period": period,
+            },
             "tenant_id": tenant_id,
             "which": which,
             "period": period,
