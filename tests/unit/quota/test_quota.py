@@ -168,6 +168,14 @@ def test_threshold_event_is_enqueued_exactly_once_per_period(db: Database) -> No
     assert alerts(db) == [
         {
             "type": "quota.threshold",
+            "status": "firing",
+            "severity": "warning",
+            "labels": {
+                "alertname": "QuotaThreshold",
+                "tenant_id": TENANT,
+                "quota": "daily",
+                "period": "2026-11-23",
+            },
             "tenant_id": TENANT,
             "which": "daily",
             "period": "2026-11-23",
