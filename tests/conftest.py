@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -70,6 +71,33 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 @pytest.fixture(scope="session")
 def endpoints(stack: object) -> object:
     return getattr(stack, "endpoints", stack)
+
+
+FUNCTION_ENCRYPTION_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+
+
+@pytest.fixture
+def function_env(
+    clean_db: str, endpoints: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
+    """A function's environment against the test stack (a clean database, Redis flushed),
+    settings re-read; the values, for tests that need them."""
+    from hybrid.cache import redis_client
+    from hybrid.config import clear_settings_cache
+
+    values = {
+        "APP_ENV": "test",
+        "LOG_LEVEL": "INFO",
+        **endpoints.env(),
+        "DATABASE_URL": clean_db,
+        "SECRETS_ENCRYPTION_KEY": FUNCTION_ENCRYPTION_KEY,
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    clear_settings_cache()
+    redis_client(endpoints.redis_url).flushdb()
+    yield values
+    clear_settings_cache()
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +17,8 @@ TIMER = json.loads((Path(__file__).resolve().parents[2] / "events" / "timer.json
 
 
 @pytest.fixture
-def env(clean_db: str, endpoints, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    from hybrid.config import clear_settings_cache
-
-    values = {
-        "APP_ENV": "test",
-        "LOG_LEVEL": "INFO",
-        **endpoints.env(),
-        "DATABASE_URL": clean_db,
-        "SECRETS_ENCRYPTION_KEY": ENCRYPTION_KEY,
-    }
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    clear_settings_cache()
-    yield values
-    clear_settings_cache()
+def env(function_env: dict[str, str]) -> dict[str, str]:
+    return function_env
 
 
 @pytest.fixture

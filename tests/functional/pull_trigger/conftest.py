@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,23 +18,8 @@ ENCRYPTION_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 
 
 @pytest.fixture
-def pull_env(clean_db: str, endpoints, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    from hybrid.cache import redis_client
-    from hybrid.config import clear_settings_cache
-
-    env = {
-        "APP_ENV": "test",
-        "LOG_LEVEL": "INFO",
-        **endpoints.env(),
-        "DATABASE_URL": clean_db,
-        "SECRETS_ENCRYPTION_KEY": ENCRYPTION_KEY,
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    clear_settings_cache()
-    redis_client(endpoints.redis_url).flushdb()
-    yield env
-    clear_settings_cache()
+def pull_env(function_env: dict[str, str]) -> dict[str, str]:
+    return function_env
 
 
 Call = Callable[..., HttpResult]

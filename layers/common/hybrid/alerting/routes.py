@@ -60,6 +60,26 @@ class SilencesQuery(BaseModel):
     expired: bool = False
 
 
+def _audit(
+    call: Call[AlertingServices],
+    tx: Any,
+    action: str,
+    target_type: str,
+    target_id: str,
+    details: dict[str, Any] | None = None,
+) -> None:
+    audit.record(
+        tx,
+        tenant_id=call.principal.tenant_id,
+        actor=call.principal.actor,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        request_id=call.request.request_id,
+        details=details or {},
+    )
+
+
 @router.get("/api/v1/alerts")
 @require("status:read")
 def list_alerts(call: Call[AlertingServices]) -> Response:
@@ -98,14 +118,12 @@ def create_silence(call: Call[AlertingServices]) -> Response:
             comment=body.comment,
             created_by=call.principal.actor,
         )
-        audit.record(
+        _audit(
+            call,
             tx,
-            tenant_id=call.principal.tenant_id,
-            actor=call.principal.actor,
-            action="silence.create",
-            target_type="silence",
-            target_id=silence.id,
-            request_id=call.request.request_id,
+            "silence.create",
+            "silence",
+            silence.id,
             details={"matchers": silence.matchers, "ends_at": silence.ends_at.isoformat()},
         )
     return json_response(silence.to_public(now=now), 201)
@@ -126,15 +144,7 @@ def list_silences(call: Call[AlertingServices]) -> Response:
 def delete_silence(call: Call[AlertingServices]) -> Response:
     with call.services.write() as tx:
         store.delete_silence(tx, call.params["silence_id"], tenant_id=call.principal.tenant_id)
-        audit.record(
-            tx,
-            tenant_id=call.principal.tenant_id,
-            actor=call.principal.actor,
-            action="silence.delete",
-            target_type="silence",
-            target_id=call.params["silence_id"],
-            request_id=call.request.request_id,
-        )
+        _audit(call, tx, "silence.delete", "silence", call.params["silence_id"])
     return no_content()
 
 
@@ -154,14 +164,12 @@ def create_channel(call: Call[AlertingServices]) -> Response:
             config=body.config,
             min_severity=body.min_severity,
         )
-        audit.record(
+        _audit(
+            call,
             tx,
-            tenant_id=call.principal.tenant_id,
-            actor=call.principal.actor,
-            action="alert_channel.create",
-            target_type="alert_channel",
-            target_id=channel.id,
-            request_id=call.request.request_id,
+            "alert_channel.create",
+            "alert_channel",
+            channel.id,
             details={"type": channel.type, "name": channel.name},
         )
     return json_response(channel.to_public(), 201)
@@ -190,15 +198,7 @@ def get_channel(call: Call[AlertingServices]) -> Response:
 def delete_channel(call: Call[AlertingServices]) -> Response:
     with call.services.write() as tx:
         registry.delete_channel(tx, call.params["channel_id"], tenant_id=call.principal.tenant_id)
-        audit.record(
-            tx,
-            tenant_id=call.principal.tenant_id,
-            actor=call.principal.actor,
-            action="alert_channel.delete",
-            target_type="alert_channel",
-            target_id=call.params["channel_id"],
-            request_id=call.request.request_id,
-        )
+        _audit(call, tx, "alert_channel.delete", "alert_channel", call.params["channel_id"])
     return no_content()
 
 
