@@ -25,6 +25,7 @@ emulator: $(STAMP)
 ## The whole test suite (CI runs exactly this).
 test: $(STAMP)
 	bash infra/scripts/install-mariadb.sh
+	bash infra/scripts/install-chromium.sh
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import functools
+import hashlib
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -90,6 +94,42 @@ def get_history(call: Call[StatusServices]) -> Response:
     return json_response(
         {"connector_id": connector.id, "since": since, "until": until, "samples": samples}
     )
+
+
+@router.get("/dashboard")
+def dashboard(call: Call[StatusServices]) -> Response:
+    """The operator's page: static, no data in it (it asks for a key and calls the APIs)."""
+    page, policy = _dashboard()
+    return Response(
+        200,
+        page,
+        {
+            "Content-Type": "text/html; charset=utf-8",
+            "Content-Security-Policy": policy,
+            "X-Frame-Options": "DENY",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+            "Cache-Control": "no-cache",
+        },
+    )
+
+
+@functools.cache
+def _dashboard() -> tuple[bytes, str]:
+    """The page and a Content-Security-Policy that allows exactly its own script and style."""
+    page = (Path(__file__).parent / "dashboard.html").read_bytes()
+    text = page.decode()
+    hashes = {}
+    for tag in ("script", "style"):
+        body = text.split(f"<{tag}>", 1)[1].split(f"</{tag}>", 1)[0]
+        digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+        hashes[tag] = f"'sha256-{digest}'"
+    policy = (
+        f"default-src 'none'; script-src {hashes['script']}; style-src {hashes['style']}; "
+        "connect-src 'self'; img-src 'self' data:; form-action 'none'; frame-ancestors 'none'; "
+        "base-uri 'none'"
+    )
+    return page, policy
 
 
 def handle_timer(event: Any, services: StatusServices, ctx: InvocationContext) -> dict[str, Any]:
