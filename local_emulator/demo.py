@@ -47,6 +47,7 @@ def run(emulator: Any) -> None:
     )
     receipts = _push_demo(client, key["key"])
     pull = _pull_demo(emulator, client, key["key"], connector)
+    inbox = _outage_demo(emulator, client, key["key"], connector, pull["process"])
     audit = client.call("GET", "/api/v1/admin/audit?limit=15", key["key"])
     _section("demo credentials (local only)")
     print(f"  operator key      {operator_key}")
@@ -78,6 +79,10 @@ def run(emulator: Any) -> None:
     for raw, stored in pull["samples"]:
         print(f"    {raw['name']} {raw['phone']} {raw['id_card']}  ->  ", end="")
         print(f"{stored['name']} {stored['phone']} {stored['id_card']}")
+    _section("the connector goes down and comes back (the demo fast-forwards the clock)")
+    print("  notifications received by the local inbox (a signed webhook channel):")
+    for note in inbox:
+        print(f"    {note.get('status', '?'):<9} {note.get('title', '')}")
     _section("recent audit entries")
     for entry in audit["entries"]:
         print(f"  {entry['at']}  {entry['action']:<18} {entry['target_id']}  by {entry['actor']}")
@@ -238,7 +243,94 @@ def _pull_demo(
         "job_id": job["id"],
         "execution": execution,
         "samples": samples,
+        "process": process,
     }
+
+
+def _outage_demo(
+    emulator: Any, client: _Client, key: str, connector: dict[str, Any], process: Any
+) -> list[dict[str, Any]]:
+    """The demo connector goes down and comes back; the notifications land in a local inbox.
+
+    Minutes are fast-forwarded in the database (the heartbeat's age, the group wait and
+    interval) instead of waited for; everything else runs as deployed: status-probe's ticks,
+    the outbox, the alerting function, a signed webhook to the inbox.
+    """
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from local_emulator.customer_db import run_sql
+
+    received: list[dict[str, Any]] = []
+
+    class Inbox(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            received.append(json.loads(body).get("data", {}))
+            self.send_response(204)
+            self.end_headers()
+
+    inbox = ThreadingHTTPServer(("127.0.0.1", 0), Inbox)
+    threading.Thread(target=inbox.serve_forever, daemon=True).start()
+    cloud_url = emulator.endpoints.env()["DATABASE_URL"]
+
+    def sql(statement: str) -> None:
+        run_sql(cloud_url, statement, id=connector["id"])
+
+    def tick(function: str, trigger: str, times: int = 1) -> None:
+        for _ in range(times):
+            emulator.fire_timer(function, trigger).result()
+
+    def probe(times: int = 1) -> None:
+        tick("status_probe", "status-probe-every-minute", times)
+
+    def alerting_after_minutes() -> None:
+        tick("alerting", "alerting-every-minute")
+        sql(
+            "UPDATE alerts SET starts_at = starts_at - interval '10 minutes' "
+            "WHERE labels->>'connector_id' = :id"
+        )
+        run_sql(
+            cloud_url,
+            "UPDATE alert_groups SET last_notified_at = last_notified_at - interval '10 minutes'",
+        )
+        tick("alerting", "alerting-every-minute")
+
+    try:
+        client.call(
+            "POST",
+            "/api/v1/alerts/channels",
+            key,
+            {
+                "type": "webhook",
+                "name": f"demo-inbox-{uuid.uuid4().hex[:6]}",
+                "config": {"url": f"http://127.0.0.1:{inbox.server_address[1]}/inbox",
+                           "secret": "whsec_" + base64.b64encode(uuid.uuid4().bytes * 2).decode()},
+            },
+        )  # fmt: skip
+        probe()
+        process.stop()
+        sql("UPDATE connectors SET last_seen_at = now() - interval '10 minutes' WHERE id = :id")
+        probe(3)
+        alerting_after_minutes()
+        process.start()
+        for _ in range(100):
+            fresh = run_sql(
+                cloud_url,
+                "SELECT last_seen_at > now() - interval '5 seconds' FROM connectors WHERE id = :id",
+                id=connector["id"],
+            )
+            if fresh and fresh[0][0]:
+                break
+            time.sleep(0.2)
+        probe(2)
+        alerting_after_minutes()
+    finally:
+        inbox.shutdown()
+    return received
 
 
 def _sign(secret: str, msg_id: str, timestamp: str, body: bytes) -> str:

@@ -52,6 +52,11 @@ def test_demo_prints_urls_and_credentials_and_keeps_data_across_restarts(tmp_pat
     assert "tenant.create" in first
     # The pull: a customer database, the relay connector, a job run now, masked rows stored.
     assert re.search(r"execution exe_[0-9a-f]{16}: success, 500 rows stored", first), first
+    # The outage: exactly one firing and one resolved notice land in the local inbox.
+    inbox = first.split("received by the local inbox")[1].split("==")[0]
+    notices = [line.split()[0] for line in inbox.strip().splitlines()[1:]]
+    assert notices == ["firing", "resolved"], inbox
+    assert "ConnectorDisconnected" in inbox
     samples = first.split("what the cloud stored")[1].split("==")[0].strip().splitlines()
     assert len(samples) == 3
     for sample in samples:
