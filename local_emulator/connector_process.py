@@ -181,6 +181,8 @@ class ConnectorProcess:
         return 0.0
 
     def __enter__(self) -> ConnectorProcess:
+        if self.process is not None and self.process.poll() is None:
+            return self  # already started (``with ConnectorProcess(...).start(...)``)
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

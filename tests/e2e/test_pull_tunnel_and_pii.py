@@ -198,9 +198,14 @@ def test_no_raw_pii_reaches_the_cloud_after_a_faker_pull(
         cloud_url=cloud.url,
         poll_wait=2,
     )
-    with ConnectorProcess(config).start(ready=lambda: cloud.last_seen(created["id"]) is not None):
+    connector = ConnectorProcess(config).start(
+        ready=lambda: cloud.last_seen(created["id"]) is not None
+    )
+    with connector:  # already started: entering does not start a second process
         job = cloud.job(created["id"], f"pii-{time.time_ns()}", page_rows=400)
         execution = cloud.wait(job["id"], cloud.run(job["id"]))
+    assert connector.process is not None
+    assert connector.process.poll() is not None  # stopped, none left behind
     assert execution["status"] == "success", execution
     assert_exact(cloud, customer)
 
