@@ -101,7 +101,10 @@ UPGRADE = [
         updated_at        timestamptz NOT NULL DEFAULT now()
     )
     """,
-    "CREATE INDEX alert_deliveries_due ON alert_deliveries (next_attempt_at) WHERE status = 'pending'",
+    """
+    CREATE INDEX alert_deliveries_due ON alert_deliveries (next_attempt_at)
+        WHERE status = 'pending'
+    """,
     # The alerting sweep deletes delivered outbox items once their dedupe keys have expired.
     "CREATE INDEX outbox_done ON outbox (done_at) WHERE done_at IS NOT NULL",
 ]

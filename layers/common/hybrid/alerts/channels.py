@@ -19,6 +19,7 @@ import html
 import json
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from email.utils import parsedate_to_datetime
@@ -308,7 +309,10 @@ class _RobotLimiter:
 # --- robots -----------------------------------------------------------------------------------
 
 
-class _Robot(_Base):
+class _Robot(_Base, ABC):
+    """A chat robot (WeCom, DingTalk): a JSON POST under a per-robot rate limit; subclasses
+    give the URL and the payload."""
+
     base_url = ""
     rate_limited_code = -2
     busy_codes: frozenset[int] = frozenset({-1})
@@ -329,11 +333,13 @@ class _Robot(_Base):
         self.allow_private = allow_private
         self._limiter = _RobotLimiter(redis_factory, self.type, robot, clock)
 
+    @abstractmethod
     def _url(self) -> str:
-        raise NotImplementedError
+        """The robot's send URL, credentials included."""
 
+    @abstractmethod
     def _payload(self, notification: Notification) -> dict[str, Any]:
-        raise NotImplementedError
+        """The robot's message body for `notification`."""
 
     def send(self, notification: Notification) -> DeliveryResult:
         wait = self._limiter.wait_s()
