@@ -19,7 +19,6 @@ from typing import Any
 from hybrid import locks, log
 from hybrid.connectors import registry
 from hybrid.connectors import relay as relay_jobs
-from hybrid.connectors.protocol import QueryRequest
 from hybrid.connectors.tunnel import ConnectorError, Page, TunnelClient
 from hybrid.events.context import InvocationContext
 from hybrid.pull.app import PullServices
@@ -105,24 +104,13 @@ def drive_tunnel(services: PullServices, execution_id: str, deadline: float) -> 
         columns = keyset.keyset_columns(execution.mode, job.cursor_column, list(job.key_columns))
 
         def fetch(position: dict[str, Any] | None) -> Page:
-            page_query = keyset.page_query(
-                dialect=dialect,
-                table=job.table,
-                mode=execution.mode,
-                cursor_column=job.cursor_column,
-                key_columns=list(job.key_columns),
-                position=position,
-                limit=job.page_rows,
-            )
             return client.query(
-                QueryRequest(
-                    source=job.source,
-                    sql=page_query.sql,
-                    params=tuple(page_query.params),
-                    max_rows=job.page_rows,
-                    cursor_columns=tuple(page_query.keyset),
-                    key_columns=tuple(job.key_columns) if execution.mode == "incremental" else (),
-                    masking=job.masking or None,
+                executions.page_request(
+                    job,
+                    mode=execution.mode,
+                    dialect=dialect,
+                    position=position,
+                    limit=job.page_rows,
                 )
             )
 

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from hybrid import log
 from hybrid.connectors import registry
 from hybrid.connectors import relay as relay_jobs
-from hybrid.connectors.protocol import ProtocolError, QueryRequest, ResultChunk, decompress
+from hybrid.connectors.protocol import ProtocolError, ResultChunk, decompress
 from hybrid.db import Transaction
 from hybrid.http import Response, Router
 from hybrid.http.problem import (
@@ -167,17 +167,8 @@ def _hand_out(tx: Transaction, job: relay_jobs.RelayJobRow) -> dict[str, Any] | 
             return None
         sync_job = get_job(tx, execution.job_id, tenant_id=None)
         limit = min(MAX_ROWS_PER_LEASE, PAGES_PER_LEASE * sync_job.page_rows)
-        sync_job, page = executions.page_query(tx, execution, limit=limit)
         body["chunk_rows"] = sync_job.page_rows
-        body["query"] = QueryRequest(
-            source=sync_job.source,
-            sql=page.sql,
-            params=tuple(page.params),
-            max_rows=limit,
-            cursor_columns=tuple(page.keyset),
-            key_columns=tuple(sync_job.key_columns) if execution.mode == "incremental" else (),
-            masking=sync_job.masking or None,
-        ).to_json()
+        body["query"] = executions.next_page_request(tx, execution, limit=limit).to_json()
         tx.execute(
             "UPDATE sync_executions SET progressed_at = now() WHERE id = :id", id=execution.id
         )

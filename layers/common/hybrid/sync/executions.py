@@ -22,6 +22,7 @@ from typing import Any
 
 from hybrid import outbox
 from hybrid.auth.keys import new_id
+from hybrid.connectors.protocol import QueryRequest
 from hybrid.db import Transaction
 from hybrid.errors import InvalidStateError, ResourceNotFoundError
 from hybrid.ingest.models import validate_records
@@ -214,22 +215,39 @@ def take_charge(tx: Transaction, execution_id: str) -> Execution:
     return get_execution(tx, execution_id)
 
 
-def page_query(
-    tx: Transaction, execution: Execution, *, limit: int
-) -> tuple[SyncJob, keyset.PageQuery]:
-    """The next page's query of a running execution, from its stored position."""
-    job = get_job(tx, execution.job_id, tenant_id=None)
-    _transport, dialect = connector_transport(tx, job)
-    query = keyset.page_query(
+def page_request(
+    job: SyncJob, *, mode: str, dialect: str, position: dict[str, Any] | None, limit: int
+) -> QueryRequest:
+    """What the connector is asked for one page: the keyset SELECT from `position`, the keyset
+    columns for its cursor, the key columns (incremental: lets low-bandwidth mode skip unchanged
+    rows) and the job's masking."""
+    page = keyset.page_query(
         dialect=dialect,
         table=job.table,
-        mode=execution.mode,
+        mode=mode,
         cursor_column=job.cursor_column,
         key_columns=list(job.key_columns),
-        position=execution.position,
+        position=position,
         limit=limit,
     )
-    return job, query
+    return QueryRequest(
+        source=job.source,
+        sql=page.sql,
+        params=tuple(page.params),
+        max_rows=limit,
+        cursor_columns=tuple(page.keyset),
+        key_columns=tuple(job.key_columns) if mode == "incremental" else (),
+        masking=job.masking or None,
+    )
+
+
+def next_page_request(tx: Transaction, execution: Execution, *, limit: int) -> QueryRequest:
+    """The next page of a running execution, from its stored position."""
+    job = get_job(tx, execution.job_id, tenant_id=None)
+    _transport, dialect = connector_transport(tx, job)
+    return page_request(
+        job, mode=execution.mode, dialect=dialect, position=execution.position, limit=limit
+    )
 
 
 @dataclass(frozen=True)
