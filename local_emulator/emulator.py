@@ -239,6 +239,12 @@ class Emulator:
         )
         return future
 
+    def crash(self, function_key: str) -> int:
+        """Kill the function's instances in the middle of their calls (SIGKILL); how many."""
+        if self._invoker is None:
+            raise RuntimeError("the emulator is not running")
+        return self._invoker.crash(self.project.function(function_key).key)
+
     def publish(self, topic: str, body: str, tags: Sequence[str] = ()) -> str:
         """Publish to the local queue as the layer's `LocalQueue` does; returns the message id."""
         if self._redis is None:

@@ -265,6 +265,16 @@ class Invoker:
             pool.busy.discard(worker)
             pool.cond.notify()
 
+    def crash(self, function_key: str) -> int:
+        """SIGKILL the function's instances that are running a call (fault injection: the call
+        ends with status 439, as when an SCF instance dies); how many were killed."""
+        pool = self._pools[function_key]
+        with pool.cond:
+            running = list(pool.busy)
+        for worker in running:
+            worker.terminate()  # the calling thread reaps it and discards it from the pool
+        return len(running)
+
     def close(self) -> None:
         """Kill every worker; calls still running end with status 439."""
         self._closed = True

@@ -1,4 +1,5 @@
-"""alerting: alert events swept from the outbox (minute timer), alerts and silences (HTTP)."""
+"""alerting: alert events from the outbox (queue wake-ups and a minute sweep), alerts, silences
+and channels (HTTP)."""
 
 from __future__ import annotations
 

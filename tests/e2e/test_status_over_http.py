@@ -13,7 +13,9 @@ import requests
 from local_emulator.connector_process import ConnectorProcess, connector_config
 from local_emulator.customer_db import CustomerDatabase
 from local_emulator.emulator import Emulator
+from tests.support.link_outage import LinkOutage
 from tests.support.pull_cloud import Cloud, connector_sources
+from tests.support.webhook_inbox import WebhookInbox
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,6 +75,8 @@ def test_a_relay_connector_reports_its_sources_and_goes_down_when_it_stops(
         assert status["latency_ms"] is not None  # the ping's round trip
     finally:
         process.stop()
+    # A long-poll the connector sent before it died still ends as a heartbeat (poll_wait=1).
+    time.sleep(1.5)
     # Silent from now on: the heartbeat ages past its limit (simulated, not waited for).
     from hybrid.db import database
 
@@ -94,93 +98,35 @@ def test_a_relay_connector_reports_its_sources_and_goes_down_when_it_stops(
 
 
 def test_a_connector_going_down_and_up_notifies_once_each_way(
-    emulator: Emulator, cloud: Cloud, tmp_path: Path
+    emulator: Emulator, cloud: Cloud
 ) -> None:
-    """status-probe → outbox → alerting → a real webhook receiver, through the emulator; the
-    connector's silence and the passing of minutes are simulated in the database."""
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    from hybrid.db import database
-
-    received: list[dict] = []
-
-    class Receiver(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            return
-
-        def do_POST(self) -> None:
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-    inbox = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=inbox.serve_forever, daemon=True).start()
-    db = database(cloud.database_url)
-    try:
+    """status-probe → outbox → (queue wake-up) → alerting → a real webhook receiver, through the
+    emulator; the connector's silence and the passing of minutes are simulated in the database."""
+    with WebhookInbox() as inbox:
         created = cloud.connector(f"edge-{time.time_ns()}", "relay")
-        channel = requests.post(
-            f"{cloud.url}/api/v1/alerts/channels",
-            headers=cloud.auth,
-            json={
-                "type": "webhook",
-                "name": f"inbox-{time.time_ns()}",
-                "config": {
-                    "url": f"http://127.0.0.1:{inbox.server_address[1]}/inbox",
-                    "secret": "whsec_" + "aW5ib3gtc2VjcmV0LWZvci10aGUtZTJlLXRlc3QtMTIz",
-                },
-            },
-            timeout=30,
-        )
-        assert channel.status_code == 201, channel.text
-
-        def heartbeat(age: str) -> None:
-            with db.transaction() as tx:
-                tx.execute(
-                    f"UPDATE connectors SET last_seen_at = now() - interval '{age}' WHERE id = :id",
-                    id=created["id"],
-                )
-
-        def alerting_tick() -> dict:
-            result = emulator.fire_timer("alerting", "alerting-every-minute").result()
-            assert result.ok, result.to_dict()
-            return result.to_dict()
-
-        def minutes_pass() -> None:  # group wait and interval, without waiting for them
-            with db.transaction() as tx:
-                tx.execute(
-                    "UPDATE alerts SET starts_at = starts_at - interval '10 minutes' "
-                    "WHERE labels->>'connector_id' = :id",
-                    id=created["id"],
-                )
-                tx.execute(
-                    "UPDATE alert_groups "
-                    "SET last_notified_at = last_notified_at - interval '10 minutes'"
-                )
-
-        heartbeat("1 second")
-        _tick(emulator)
-        heartbeat("10 minutes")  # the connector stopped polling
-        for _ in range(3):
-            _tick(emulator)
+        cloud.call("POST", "/api/v1/alerts/channels", inbox.channel(f"inbox-{time.time_ns()}"))
+        outage = LinkOutage(emulator, cloud.database_url, created["id"])
+        outage.heartbeat(1)
+        outage.probe()
+        outage.go_down()
         assert _status(cloud, created["id"])["state"] == "disconnected"
-        alerting_tick()
-        minutes_pass()
-        alerting_tick()
-        _tick(emulator)  # still down: no new transition
-        minutes_pass()
-        alerting_tick()
-        mine = [n for n in received if created["id"] in json.dumps(n)]
-        assert [n["data"]["status"] for n in mine] == ["firing"]
-        heartbeat("1 second")  # it is back
-        _tick(emulator)
-        _tick(emulator)
+        # status-probe's wake-up on the queue has alerting record the alert without its timer.
+        deadline = time.monotonic() + 20
+        while outage.alert_state() != "firing" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert outage.alert_state() == "firing"
+        outage.alerting()
+        outage.minutes_pass()
+        outage.alerting()
+        outage.probe()  # still down: no new transition
+        outage.minutes_pass()
+        outage.alerting()
+        assert [n["status"] for n in inbox.notices(created["id"])] == ["firing"]
+        outage.come_back()
         assert _status(cloud, created["id"])["state"] == "connected"
-        alerting_tick()
-        minutes_pass()
-        alerting_tick()
-        mine = [n for n in received if created["id"] in json.dumps(n)]
-        assert [n["data"]["status"] for n in mine] == ["firing", "resolved"]
-    finally:
-        inbox.shutdown()
+        outage.alerting()
+        outage.minutes_pass()
+        outage.alerting()
+        assert [n["status"] for n in inbox.notices(created["id"])] == ["firing", "resolved"]
+        assert len(inbox.ids(created["id"])) == 2  # no request was repeated
+        assert inbox.bad_signatures == 0

@@ -18,10 +18,10 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Literal
 
 from hybrid import outbox
+from hybrid.alerts.announce import ALERT_TOPIC
 from hybrid.db import Transaction
 from hybrid.errors import DomainError
 
-ALERT_TOPIC = "alerts"
 ALERT_TYPE = "quota.threshold"
 THRESHOLD_PERCENT = 80
 # First key of the two-key advisory lock: the quota lock's namespace.

@@ -72,6 +72,10 @@ def scf_credential() -> Any:
         raise TencentCloudError(
             f"no usable tencent cloud credential: code={exc.code}", code=str(exc.code or "")
         ) from None
+    except OSError as exc:  # the provider chain's last link (TKE OIDC) raises a bare OSError
+        raise TencentCloudError(
+            f"no usable tencent cloud credential: {type(exc).__name__}", code="NoCredential"
+        ) from None
 
 
 def client_profile(endpoint: str | None = None, *, timeout: int = DEFAULT_TIMEOUT_SECONDS) -> Any:

@@ -4,134 +4,40 @@ failing receiver retried and finally dead-lettered with an alert of its own."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
-import pytest
-
-WEBHOOK_SECRET = "whsec_" + "Y2FuYXJ5LXNlY3JldC1mb3ItdGVzdHMtMTIzNDU2Nzg5MA=="
-
-
-class _Receiver(BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.received.append((dict(self.headers.items()), body))  # type: ignore[attr-defined]
-        self.send_response(self.server.answer)  # type: ignore[attr-defined]
-        self.end_headers()
-
-
-@pytest.fixture
-def receiver() -> Iterator[ThreadingHTTPServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    server.received = []  # type: ignore[attr-defined]
-    server.answer = 204  # type: ignore[attr-defined]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
-
-
-@pytest.fixture
-def channel(alerting, tenant, receiver, monkeypatch) -> dict[str, Any]:
-    from hybrid.config import clear_settings_cache
-
-    monkeypatch.setenv("ALERTS_ALLOW_PRIVATE_TARGETS", "true")
-    clear_settings_cache()
-    url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
-    created = alerting(
-        "POST",
-        "/api/v1/alerts/channels",
-        token=tenant["admin"],
-        body={
-            "type": "webhook",
-            "name": "ops",
-            "config": {"url": url, "secret": WEBHOOK_SECRET},
-            "min_severity": "warning",
-        },
-    )
-    assert created.status == 201, created.body
-    return created.json
-
-
-def _event(
-    env,
-    tenant_id: str,
-    alertname: str,
-    connector: str,
-    status: str,
-    *,
-    age_s: float = 60,
-    severity: str = "critical",
-    **labels: str,
-) -> None:
-    from hybrid import outbox
-    from hybrid.db import database
-
-    with database(env["DATABASE_URL"]).transaction() as tx:
-        outbox.enqueue(
-            tx,
-            "alerts",
-            {
-                "status": status,
-                "severity": severity,
-                "tenant_id": tenant_id,
-                "labels": {"alertname": alertname, "connector_id": connector, **labels},
-                "at": (datetime.now(timezone.utc) - timedelta(seconds=age_s)).isoformat(),
-            },
-        )
-
-
-def _payloads(receiver) -> list[dict[str, Any]]:
-    import json
-
-    return [json.loads(body)["data"] for _headers, body in receiver.received]
-
-
-def _age_groups(env, seconds: float) -> None:
-    from hybrid.db import database
-
-    with database(env["DATABASE_URL"]).transaction() as tx:
-        tx.execute(
-            "UPDATE alert_groups "
-            "SET last_notified_at = last_notified_at - make_interval(secs => :s)",
-            s=seconds,
-        )
+from tests.functional.alerting.helpers import age_groups, payloads, put_event
 
 
 def test_one_firing_notice_per_group_then_one_resolved_notice(
     alerting, tenant, env, channel, receiver
 ):
-    _event(env, tenant["id"], "ConnectorDisconnected", "con_1", "firing")
-    _event(env, tenant["id"], "SourceDown", "con_1", "firing", source="erp")  # inhibited
+    put_event(env, tenant["id"], "ConnectorDisconnected", "con_1", "firing")
+    put_event(env, tenant["id"], "SourceDown", "con_1", "firing", source="erp")  # inhibited
     first = alerting.sweep()
     assert first["queued"] == 1
     assert first["sent"] == 1
-    [note] = _payloads(receiver)
+    [note] = payloads(receiver)
     assert note["status"] == "firing"
     assert note["title"].startswith("[FIRING] ConnectorDisconnected")
     assert [a["labels"]["alertname"] for a in note["alerts"]] == ["ConnectorDisconnected"]
     again = alerting.sweep()  # nothing changed: nothing sent
     assert again["queued"] == 0
     assert len(receiver.received) == 1
-    _event(env, tenant["id"], "ConnectorDisconnected", "con_1", "resolved", age_s=0)
-    _event(env, tenant["id"], "SourceDown", "con_1", "resolved", age_s=0, source="erp")
+    put_event(env, tenant["id"], "ConnectorDisconnected", "con_1", "resolved", age_s=0)
+    put_event(env, tenant["id"], "SourceDown", "con_1", "resolved", age_s=0, source="erp")
     alerting.sweep()
     assert len(receiver.received) == 1  # inside the group interval
-    _age_groups(env, 301)
+    age_groups(env, 301)
     alerting.sweep()
-    notes = _payloads(receiver)
+    notes = payloads(receiver)
     assert [n["status"] for n in notes] == ["firing", "resolved"]
     # The source's alert was muted while it fired and resolved before anyone was told.
     assert {n["group_key"] for n in notes} == {"alertname=ConnectorDisconnected|connector_id=con_1"}
 
 
 def test_the_group_wait_holds_a_fresh_alert_back(alerting, tenant, env, channel, receiver):
-    _event(env, tenant["id"], "ConnectorDisconnected", "con_1", "firing", age_s=5)
+    put_event(env, tenant["id"], "ConnectorDisconnected", "con_1", "firing", age_s=5)
     assert alerting.sweep()["queued"] == 0
     assert receiver.received == []
 
@@ -144,8 +50,8 @@ def test_silenced_and_low_severity_alerts_are_not_sent(alerting, tenant, env, ch
         token=tenant["admin"],
         body={"matchers": {"connector_id": "con_1"}, "ends_at": ends},
     )
-    _event(env, tenant["id"], "ConnectorDisconnected", "con_1", "firing")
-    _event(env, tenant["id"], "ConnectorDegraded", "con_2", "firing", severity="info")
+    put_event(env, tenant["id"], "ConnectorDisconnected", "con_1", "firing")
+    put_event(env, tenant["id"], "ConnectorDegraded", "con_2", "firing", severity="info")
     assert alerting.sweep()["queued"] == 0
     assert receiver.received == []
 
@@ -156,7 +62,7 @@ def test_a_failing_receiver_is_retried_then_dead_lettered_with_an_alert(
     from hybrid.db import database
 
     receiver.answer = 503
-    _event(env, tenant["id"], "ConnectorDisconnected", "con_1", "firing")
+    put_event(env, tenant["id"], "ConnectorDisconnected", "con_1", "firing")
     assert alerting.sweep()["pending"] == 1
     for _ in range(4):
         with database(env["DATABASE_URL"]).transaction() as tx:
@@ -181,7 +87,7 @@ def test_a_delivery_claimed_by_one_tick_is_not_sent_by_another(
     from hybrid.alerts import notify
     from hybrid.db import database
 
-    _event(env, tenant["id"], "ConnectorDisconnected", "con_1", "firing")
+    put_event(env, tenant["id"], "ConnectorDisconnected", "con_1", "firing")
     alerting.sweep()
     with database(env["DATABASE_URL"]).transaction() as tx:
         tx.execute("UPDATE alert_deliveries SET status = 'pending', next_attempt_at = now()")

@@ -159,3 +159,21 @@ def test_empty_body_and_incomplete_target_are_rejected() -> None:
         TdmqQueue(cluster_id="", environment="e")
     with pytest.raises(QueueError):
         TdmqQueue(cluster_id="c", environment="e").publish("alerts", "")
+
+
+def test_no_credential_anywhere_is_a_queue_error_not_a_crash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Outside SCF with no role and no keys the SDK's provider chain ends in a bare OSError."""
+    for name in (
+        "TENCENTCLOUD_SECRETID",
+        "TENCENTCLOUD_SECRETKEY",
+        "TENCENTCLOUD_SESSIONTOKEN",
+        "TENCENTCLOUD_SECRET_ID",
+        "TENCENTCLOUD_SECRET_KEY",
+        "TKE_REGION",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    queue = TdmqQueue(cluster_id="pulsar-abc123", environment="ns", endpoint="http://127.0.0.1:9")
+    with pytest.raises(QueueError, match="credential"):
+        queue.publish("alerts", "body")

@@ -1,4 +1,4 @@
-"""Composition of alerting: settings, services and the function (HTTP and timer)."""
+"""Composition of alerting: settings, services and the function (HTTP, timer and queue)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ class AlertingServices(StoreServices[AlertingSettings]):
 
 
 def build_function() -> FunctionApp[AlertingSettings]:
-    from hybrid.alerting.routes import ERROR_MAP, handle_timer, router
+    from hybrid.alerting.routes import ERROR_MAP, handle_queue, handle_timer, router
 
     function = FunctionApp(
         FUNCTION_NAME,
@@ -47,4 +47,5 @@ def build_function() -> FunctionApp[AlertingSettings]:
         error_map=ERROR_MAP,
     )
     function.on("timer", handle_timer)
+    function.on("queue", handle_queue)
     return function

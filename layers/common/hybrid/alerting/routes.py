@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 from hybrid import audit, log, outbox
 from hybrid.alerting.app import AlertingServices
 from hybrid.alerts import notify, registry, store
+from hybrid.alerts.announce import ALERT_TOPIC
 from hybrid.auth import require
 from hybrid.events.context import InvocationContext
 from hybrid.http import Response, Router, UnprocessableError, json_response, no_content
@@ -20,7 +21,6 @@ router = Router()
 ERROR_MAP = dict(DOMAIN_ERROR_MAP)
 logger = log.get_logger("hybrid.alerting")
 
-ALERT_TOPIC = "alerts"
 SWEEP_BATCH = 500
 MAX_ATTEMPTS = 5
 # Longer than any dedupe horizon of the outbox's producers (quota alerts: a calendar month).
@@ -346,6 +346,15 @@ class _Unusable:
         from hybrid.alerts.channels import DeliveryResult
 
         return DeliveryResult(ok=False, retryable=False, status="config_error", detail=self.detail)
+
+
+def handle_queue(event: Any, services: AlertingServices, ctx: InvocationContext) -> dict[str, int]:
+    """A wake-up from a producer: record what the outbox holds and notify at once. The message
+    body is not trusted for anything: the outbox is the record of every event."""
+    summary = sweep(services)
+    summary.update(notify_all(services, now=datetime.now(timezone.utc)))
+    logger.info("alert wake-up", messages=len(event), **summary)
+    return summary
 
 
 def handle_timer(event: Any, services: AlertingServices, ctx: InvocationContext) -> dict[str, int]:

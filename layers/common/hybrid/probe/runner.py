@@ -21,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from hybrid import log, outbox
+from hybrid.alerts.announce import ALERT_TOPIC, announce
 from hybrid.cache import CacheError, redis_errors
 from hybrid.connectors import registry
 from hybrid.connectors import relay as relay_jobs
@@ -38,7 +39,6 @@ WRITE_BATCH = 50
 LATEST_TTL_S = 300
 PROBE_THREADS = 64
 SAMPLE_RETENTION_DAYS = 14
-ALERT_TOPIC = "alerts"
 
 
 @dataclass
@@ -281,6 +281,7 @@ def run_tick(services: Any, *, now: datetime | None = None) -> dict[str, Any]:
             with services.write() as tx:
                 transitions += sum(len(apply_probe(tx, result)) for result in batch)
     _publish_latest(services, connectors)
+    announce(services.queue, events=transitions, producer="status-probe")
     with services.write() as tx:
         pruned = store.prune_samples(tx, older_than=now - timedelta(days=SAMPLE_RETENTION_DAYS))
     summary = {

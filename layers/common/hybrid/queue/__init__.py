@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import model_validator
+from pydantic import BeforeValidator, model_validator
 
 from hybrid.queue.local import LocalQueue
 from hybrid.queue.port import Queue, QueueError, QueueUnavailableError
@@ -32,8 +32,15 @@ __all__ = [
 ]
 
 
+def _empty_is_none(value: object) -> object:
+    return None if value == "" else value
+
+
 class QueueSettings(TdmqSettings):
-    queue_backend: Literal["tdmq", "local"] = "local"
+    # Empty (a descriptor's unset variable): no queue; publishers then rely on the outbox sweep.
+    queue_backend: Annotated[Literal["tdmq", "local"] | None, BeforeValidator(_empty_is_none)] = (
+        "local"
+    )
 
     @model_validator(mode="after")
     def _tdmq_target_is_complete(self) -> QueueSettings:
@@ -55,6 +62,8 @@ def queue(
     thin wrapper built per call around the client `redis_client_factory` returns (use the cached
     `hybrid.cache.redis_client`).
     """
+    if settings.queue_backend is None:
+        raise QueueError("no queue is configured (QUEUE_BACKEND is empty)")
     if settings.queue_backend == "local":
         if redis_client_factory is None:
             raise QueueError("the local queue needs a redis client factory")

@@ -6,17 +6,19 @@ from typing import Any
 
 from hybrid.config import RedisSettings
 from hybrid.handler import FunctionApp
+from hybrid.queue import QueueSettings
 from hybrid.services import StoreServices, StoreSettings
 
 FUNCTION_NAME = "status-probe"
 
 
-class StatusProbeSettings(StoreSettings, RedisSettings):
+class StatusProbeSettings(StoreSettings, RedisSettings, QueueSettings):
     """Everything status-probe reads from its environment."""
 
 
 class StatusServices(StoreServices[StatusProbeSettings]):
-    """status-probe's clients: the store, Redis (relay wake-ups) and connectors."""
+    """status-probe's clients: the store, Redis (relay wake-ups), connectors and the queue
+    (alerting wake-ups)."""
 
     operator_key_sha256: bytes | None = None
 
@@ -24,6 +26,11 @@ class StatusServices(StoreServices[StatusProbeSettings]):
         from hybrid.cache import redis_client
 
         return redis_client(self.settings.redis_url.get_secret_value())
+
+    def queue(self) -> Any:
+        from hybrid.queue import queue
+
+        return queue(self.settings, self.redis)
 
 
 def build_function() -> FunctionApp[StatusProbeSettings]:

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from hybrid import outbox
+from hybrid.alerts.announce import ALERT_TOPIC
 from hybrid.auth.keys import new_id
 from hybrid.connectors.protocol import QueryRequest
 from hybrid.db import Transaction
@@ -33,7 +34,6 @@ from hybrid.sync import schedule as schedules
 from hybrid.sync.jobs import JobPausedError, JobRunningError, SyncJob, get_job
 
 FAILURE_ALERT_AFTER = 3
-ALERT_TOPIC = "alerts"
 _MAX_ERROR = 500
 
 _COLUMNS = (
