@@ -312,6 +312,18 @@ def test_text_without_pii_yields_no_spans() -> None:
         assert find_pii(text) == []
 
 
+def test_every_cjk_ideograph_folds_to_itself_so_normalise_may_skip_them() -> None:
+    changed = [hex(code) for code in range(0x4E00, 0xA000) if _fold(chr(code)) != chr(code)]
+    assert changed == []
+
+
+def test_normalise_folds_exactly_as_the_fold_of_each_character() -> None:
+    text = "".join(chr(code) for code in range(0x80, 0x3400) if not 0xD800 <= code <= 0xDFFF)
+    text += "中文１２３＠ｅｘ．ｃｎ\uff0c\uff1a\u3000" + "".join(map(chr, range(0xF900, 0x10000)))
+    text = text.replace("\ud800", "")
+    assert normalise(text) == "".join(_fold(char) for char in text)
+
+
 def test_every_character_that_folds_to_a_digit_or_at_sign_passes_the_prefilter() -> None:
     missed = [
         hex(code)

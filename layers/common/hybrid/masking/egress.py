@@ -14,7 +14,7 @@ ever holds a value.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Set
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from datetime import time as dt_time
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -122,38 +122,60 @@ def scan(values: Iterable[Any]) -> list[Finding]:
     ``values`` is usually a chunk of rows (paths start ``$[i]``); a single mapping is scanned
     as one row and a single string or bytes value as one value, never character by character.
     """
-    walk = _Scan()
     if isinstance(values, str | bytes | bytearray | memoryview | Mapping):
+        walk = _Scan()
         walk.value(values, (), None, 0)
-    else:
-        for index, value in enumerate(values):
-            if type(value) is dict and _flat_row_clean(value, walk.clean_keys):
-                continue
+        return walk.findings
+    rows = values if isinstance(values, list) else list(values)
+    # Flat rows (plain scalars under known-clean keys) are checked together: their values'
+    # text joined by newlines is scanned once for the whole chunk. No detector matches across a
+    # newline (not a separator of digit groups, nor part of an email), so the joined text holds
+    # PII exactly when one of the values does. Only then is the chunk scanned row by row, to
+    # say where.
+    walk = _Scan()
+    flat: list[str] = []
+    for index, value in enumerate(rows):
+        text = _flat_row_text(value, walk.clean_keys) if type(value) is dict else None
+        if text is None:
             walk.value(value, (), (True, index), 1)
+        else:
+            flat.append(text)
+    if not flat or not find_pii("\n".join(flat)):
+        return walk.findings
+    walk = _Scan()
+    for index, value in enumerate(rows):
+        if type(value) is dict:
+            text = _flat_row_text(value, walk.clean_keys)
+            if text is not None and not find_pii(text):
+                continue
+        walk.value(value, (), (True, index), 1)
     return walk.findings
 
 
 _FLAT_TYPES = (str, int, float, Decimal)
 
 
-def _flat_row_clean(row: dict[Any, Any], clean_keys: set[str]) -> bool:
-    """True when a row of plain scalars, its values' text joined by newlines, holds no PII:
-    one detector pass instead of one per value. No detector matches across a newline (it is
-    not a separator of digit groups, nor part of an email), so the joined text holds PII
-    exactly when one of the values does; any other row is walked value by value."""
+def _flat_row_text(row: dict[Any, Any], clean_keys: set[str]) -> str | None:
+    """A row of plain scalars under keys known to be clean: its values' text joined by
+    newlines; None for any other row (walked value by value)."""
     parts: list[str] = []
     for key, value in row.items():
-        if type(key) is not str or key not in clean_keys:
-            return False
-        if value is None or isinstance(value, bool | date | dt_time | timedelta):
-            continue
-        if type(value) is str:
+        if key not in clean_keys or type(key) is not str:
+            return None
+        kind = type(value)
+        if kind is str:
             parts.append(value)
+        elif kind in _SKIPPED_TYPES or isinstance(value, bool | date | dt_time | timedelta):
+            continue
         elif isinstance(value, _FLAT_TYPES):
             parts.append(str(value))
         else:
-            return False
-    return not find_pii("\n".join(parts))
+            return None
+    return "\n".join(parts)
+
+
+# The exact types of values that hold no person (a subclass is checked with isinstance).
+_SKIPPED_TYPES = frozenset({type(None), bool, date, datetime, dt_time, timedelta})
 
 
 def assert_clean(chunk: Iterable[Any]) -> None:
