@@ -96,3 +96,22 @@ def test_a_delivery_claimed_by_one_tick_is_not_sent_by_another(
     second = notify.claim(db, limit=10)
     assert len(first) == 1
     assert second == []
+
+
+def test_a_link_bouncing_inside_the_group_interval_does_not_page_again(
+    alerting, tenant, env, channel, receiver
+):
+    """Down, up, down again within minutes: one firing notice; the bounces are held back by the
+    group interval and, since the group ends as it was told (firing), nothing more is sent."""
+    put_event(env, tenant["id"], "ConnectorDisconnected", "con_f", "firing", age_s=120)
+    alerting.sweep()
+    assert [n["status"] for n in payloads(receiver)] == ["firing"]
+    for age_s in (90, 60, 30):  # resolved, firing, resolved... every minute
+        put_event(env, tenant["id"], "ConnectorDisconnected", "con_f", "resolved", age_s=age_s)
+        alerting.sweep()
+        put_event(env, tenant["id"], "ConnectorDisconnected", "con_f", "firing", age_s=age_s - 1)
+        alerting.sweep()
+    assert len(receiver.received) == 1
+    age_groups(env, 301)  # the group interval has passed: the group is still firing, as told
+    alerting.sweep()
+    assert len(receiver.received) == 1
