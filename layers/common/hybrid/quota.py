@@ -115,7 +115,14 @@ def consume(
         monthly_limit=monthly_limit,
     )
     _alert_on_threshold(
-        tx, tenant_id, "daily", day.isoformat(), daily_limit, today_before, state.used_today
+        tx,
+        tenant_id,
+        "daily",
+        day.isoformat(),
+        daily_limit,
+        today_before,
+        state.used_today,
+        ends=_midnight(day + timedelta(days=1)),
     )
     _alert_on_threshold(
         tx,
@@ -125,6 +132,7 @@ def consume(
         monthly_limit,
         month_before,
         state.used_month,
+        ends=_midnight(next_month),
     )
     return state
 
@@ -137,8 +145,11 @@ def _alert_on_threshold(
     limit: int | None,
     before: int,
     after: int,
+    *,
+    ends: datetime,
 ) -> None:
-    """One outbox event when usage crosses the threshold; the dedupe key keeps it one."""
+    """One outbox event when usage crosses the threshold; the dedupe key keeps it one. The
+    alert resolves itself when the period ends (`resolve_at`): the usage starts again."""
     if limit is None or limit <= 0:
         return
     threshold = limit * THRESHOLD_PERCENT
@@ -163,6 +174,7 @@ def _alert_on_threshold(
             "limit": limit,
             "used": after,
             "percent": THRESHOLD_PERCENT,
+            "resolve_at": ends.isoformat(),
         },
         dedupe_key=f"quota{THRESHOLD_PERCENT}:{tenant_id}:{period}",
     )

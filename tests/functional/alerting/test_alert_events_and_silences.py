@@ -39,6 +39,7 @@ def test_events_become_one_alert_that_fires_then_resolves(alerting, tenant, env)
         "recorded": 1,
         "unchanged": 0,
         "failed": 0,
+        "expired": 0,
         "outbox_pruned": 0,
         "queued": 0,
         "sent": 0,
@@ -68,6 +69,7 @@ def test_events_become_one_alert_that_fires_then_resolves(alerting, tenant, env)
         "recorded": 0,
         "unchanged": 0,
         "failed": 0,
+        "expired": 0,
         "outbox_pruned": 0,
         "queued": 0,
         "sent": 0,
@@ -115,6 +117,7 @@ def test_a_malformed_event_is_set_aside_and_does_not_block_the_rest(alerting, te
         "recorded": 1,
         "unchanged": 0,
         "failed": 1,
+        "expired": 0,
         "outbox_pruned": 0,
         "queued": 0,
         "sent": 0,
@@ -297,3 +300,53 @@ def test_a_disconnected_connector_mutes_its_sources_alerts(alerting, tenant, env
     listed = alerting("GET", "/api/v1/alerts", token=tenant["reader"]).json["alerts"]
     by = {(a["labels"]["alertname"], a["labels"]["connector_id"]): a for a in listed}
     assert by[("SourceDown", "con_1")]["inhibited_by"] is None
+
+
+def test_an_alert_with_resolve_at_resolves_itself_when_that_time_passes(alerting, tenant, env):
+    """Quota warnings carry the end of their period: nothing else would ever resolve them."""
+    from hybrid import outbox
+    from hybrid.db import database
+
+    def warn(period: str, resolve_at: str) -> None:
+        with database(env["DATABASE_URL"]).transaction() as tx:
+            outbox.enqueue(
+                tx,
+                "alerts",
+                {
+                    "status": "firing",
+                    "tenant_id": tenant["id"],
+                    "labels": {"alertname": "QuotaThreshold", "period": period},
+                    "resolve_at": resolve_at,
+                },
+            )
+
+    now = datetime.now(timezone.utc)
+    warn("this period", (now + timedelta(hours=1)).isoformat())
+    warn("the last period", (now - timedelta(seconds=1)).isoformat())
+    summary = alerting.sweep()
+    assert summary["recorded"] == 2
+    assert summary["expired"] == 1
+    listed = alerting("GET", "/api/v1/alerts", token=tenant["reader"]).json["alerts"]
+    assert sorted(a["status"] for a in listed) == ["firing", "resolved"]
+    assert alerting.sweep()["expired"] == 0
+
+
+def test_an_event_with_a_malformed_resolve_at_is_refused_not_recorded(alerting, tenant, env):
+    from hybrid import outbox
+    from hybrid.db import database
+
+    with database(env["DATABASE_URL"]).transaction() as tx:
+        outbox.enqueue(
+            tx,
+            "alerts",
+            {
+                "status": "firing",
+                "tenant_id": tenant["id"],
+                "labels": {"alertname": "QuotaThreshold"},
+                "resolve_at": "end of the month",
+            },
+        )
+    summary = alerting.sweep()
+    assert summary["failed"] == 1
+    assert summary["recorded"] == 0
+    assert alerting("GET", "/api/v1/alerts", token=tenant["reader"]).json["alerts"] == []

@@ -182,6 +182,7 @@ def test_threshold_event_is_enqueued_exactly_once_per_period(db: Database) -> No
             "limit": 100,
             "used": 80,
             "percent": 80,
+            "resolve_at": "2026-11-24T00:00:00+00:00",
             "dedupe_key": f"quota80:{TENANT}:2026-11-23",
         }
     ]
@@ -197,6 +198,7 @@ def test_threshold_events_for_day_and_month_are_separate(db: Database) -> None:
         ("2026-11", "monthly", 850),
     ]
     assert found[1]["dedupe_key"] == f"quota80:{TENANT}:2026-11"
+    assert found[1]["resolve_at"] == "2026-12-01T00:00:00+00:00"
 
 
 def test_a_big_jump_past_the_threshold_alerts_once(db: Database) -> None:

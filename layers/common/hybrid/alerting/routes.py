@@ -277,7 +277,10 @@ def sweep(services: AlertingServices) -> dict[str, int]:
             else:
                 recorded += 1
         if len(items) < SWEEP_BATCH:
-            return {"recorded": recorded, "unchanged": unchanged, "failed": failed}
+            break
+    with services.write() as tx:
+        expired = store.resolve_expired(tx, now=datetime.now(timezone.utc))
+    return {"recorded": recorded, "unchanged": unchanged, "failed": failed, "expired": expired}
 
 
 def _event_time(payload: dict[str, Any]) -> datetime:

@@ -106,6 +106,8 @@ def record_event(
     if len(labels) > MAX_LABELS:
         raise AlertEventError(f"at most {MAX_LABELS} labels")
     severity = event.get("severity") if event.get("severity") in SEVERITIES else "warning"
+    if "resolve_at" in event:
+        _check_moment(event["resolve_at"], "resolve_at")
     summary = {k: v for k, v in event.items() if k not in ("labels", "tenant_id", "status")}
     print_ = fingerprint(labels)
     row = tx.one(
@@ -131,6 +133,27 @@ def record_event(
         event_id=event_id,
     )
     return _alert(row) if row else None
+
+
+def _check_moment(value: Any, name: str) -> None:
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise AlertEventError(f"{name} must be an RFC 3339 time") from None
+    if moment.tzinfo is None:
+        raise AlertEventError(f"{name} must carry a time zone")
+
+
+def resolve_expired(tx: Transaction, *, now: datetime) -> int:
+    """Resolve firing alerts whose producer said when they end (`resolve_at` in the event,
+    e.g. a quota warning at the end of its period); how many."""
+    return tx.execute(
+        "UPDATE alerts SET status = 'resolved', ends_at = "
+        "CAST(summary->>'resolve_at' AS timestamptz), updated_at = now() "
+        "WHERE status = 'firing' AND summary ? 'resolve_at' "
+        "AND CAST(summary->>'resolve_at' AS timestamptz) <= :now",
+        now=now,
+    )
 
 
 def list_alerts(tx: Transaction, tenant_id: str, *, status: str | None, limit: int) -> list[Alert]:
