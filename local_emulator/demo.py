@@ -9,6 +9,7 @@ import hmac
 import json
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib import error, request
 
@@ -47,7 +48,16 @@ def run(emulator: Any) -> None:
     )
     receipts = _push_demo(client, key["key"])
     pull = _pull_demo(emulator, client, key["key"], connector)
-    inbox = _outage_demo(emulator, client, key["key"], connector, pull["process"])
+    cache = _cache_demo(client, key["key"], connector)
+    inbox = _outage_demo(
+        emulator,
+        client,
+        key["key"],
+        connector,
+        pull["process"],
+        while_down=lambda: cache.extend(_cache_demo(client, key["key"], connector, max_age=0)),
+    )
+    tokens = _token_demo(client, operator_key, local_secrets(emulator.data_dir)["INTERNAL_API_KEY"])
     audit = client.call("GET", "/api/v1/admin/audit?limit=15", key["key"])
     _section("demo credentials (local only)")
     print(f"  operator key      {operator_key}")
@@ -79,10 +89,16 @@ def run(emulator: Any) -> None:
     for raw, stored in pull["samples"]:
         print(f"    {raw['name']} {raw['phone']} {raw['id_card']}  ->  ", end="")
         print(f"{stored['name']} {stored['phone']} {stored['id_card']}")
+    _section("a hot query cached in Redis (masked rows only; stale-if-error while it is down)")
+    for line in cache:
+        print(f"  {line}")
     _section("the connector goes down and comes back (the demo fast-forwards the clock)")
     print("  notifications received by the local inbox (a signed webhook channel):")
     for note in inbox:
         print(f"    {note.get('status', '?'):<9} {note.get('title', '')}")
+    _section("upstream API tokens leased under their limits (token-pick, internal key)")
+    for line in tokens:
+        print(f"  {line}")
     _section("recent audit entries")
     for entry in audit["entries"]:
         print(f"  {entry['at']}  {entry['action']:<18} {entry['target_id']}  by {entry['actor']}")
@@ -248,7 +264,13 @@ def _pull_demo(
 
 
 def _outage_demo(
-    emulator: Any, client: _Client, key: str, connector: dict[str, Any], process: Any
+    emulator: Any,
+    client: _Client,
+    key: str,
+    connector: dict[str, Any],
+    process: Any,
+    *,
+    while_down: Callable[[], None],
 ) -> list[dict[str, Any]]:
     """The demo connector goes down and comes back; the notifications land in a local inbox.
 
@@ -314,6 +336,7 @@ def _outage_demo(
         probe()
         process.stop()
         sql("UPDATE connectors SET last_seen_at = now() - interval '10 minutes' WHERE id = :id")
+        while_down()
         probe(3)
         alerting_after_minutes()
         process.start()
@@ -338,6 +361,71 @@ def _sign(secret: str, msg_id: str, timestamp: str, body: bytes) -> str:
     key = base64.b64decode(secret.removeprefix("whsec_"))
     signed = f"{msg_id}.{timestamp}.".encode() + body
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+CACHE_DEMO_SQL = "SELECT id, name, phone, city FROM customers ORDER BY id LIMIT 3"
+
+
+def _cache_demo(
+    client: _Client, key: str, connector: dict[str, Any], *, max_age: int | None = None
+) -> list[str]:
+    """The same query through cache-sync: a MISS runs it through the connector, then a HIT;
+    with `max_age` (0 while the connector is down) one request that is served STALE."""
+    lines = []
+    for age in (300, 300) if max_age is None else (max_age,):
+        body, headers = client.call_with_headers(
+            "POST",
+            "/api/v1/hybrid/query",
+            key,
+            {"connector_id": connector["id"], "source": "erp", "sql": CACHE_DEMO_SQL,
+             "params": [], "max_age": age},
+        )  # fmt: skip
+        first = body["rows"][0] if body["rows"] else []
+        lines.append(
+            f"X-Cache {headers.get('X-Cache', '?'):<6} Age {headers.get('Age', '?'):>3}  "
+            f"{body['row_count']} rows, first {first}"
+        )
+    return lines
+
+
+def _token_demo(client: _Client, operator_key: str, internal_key: str) -> list[str]:
+    """Two tokens in a pool: leases and releases, then one fails twice and cools down."""
+    internal = {"X-Internal-API-Key": internal_key}
+    pool = f"demo-{uuid.uuid4().hex[:6]}"
+    for name in ("crawler-a", "crawler-b"):
+        client.call(
+            "POST",
+            "/api/v1/tokens",
+            operator_key,
+            {"pool": pool, "name": name, "secret": f"sk-demo-{uuid.uuid4().hex}",
+             "rpm": 30, "rph": 600, "rpd": 5000, "concurrency": 2, "rotate_after": 2},
+        )  # fmt: skip
+    lines: list[str] = []
+    failing: str | None = None
+    failures = 0
+    while failures < 2:
+        lease = client.call("POST", "/api/v1/tokens/pick", None, {"pool": pool}, headers=internal)
+        failing = failing or lease["token_id"]
+        outcome = "failure" if lease["token_id"] == failing else "success"
+        failures += outcome == "failure"
+        client.call(
+            "POST",
+            "/api/v1/tokens/release",
+            None,
+            {"lease_id": lease["lease_id"], "outcome": outcome, "latency_ms": 120},
+            headers=internal,
+        )
+        lines.append(
+            f"lease …{lease['lease_id'][-10:]}  token {lease['token_id']}  "
+            f"not before {lease['not_before'][11:23]}  -> {outcome}"
+        )
+    for token in client.call("GET", f"/api/v1/tokens?pool={pool}", operator_key)["tokens"]:
+        cooldown = token["cooldown_until"] or "-"
+        lines.append(
+            f"{token['name']:<10} {token['status']:<7} risk {token['risk']:.2f}  "
+            f"used this minute {token['usage']['minute']}  cooldown until {cooldown}"
+        )
+    return lines
 
 
 def _demo_tenant(client: _Client, operator_key: str) -> dict[str, Any]:
@@ -374,6 +462,18 @@ class _Client:
         raw: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> Any:
+        return self.call_with_headers(method, path, token, body, raw=raw, headers=headers)[0]
+
+    def call_with_headers(
+        self,
+        method: str,
+        path: str,
+        token: str | None,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[Any, dict[str, str]]:
         data = json.dumps(body).encode() if body is not None else raw
         req = request.Request(self.base + path, data=data, method=method)  # noqa: S310 - the emulator URL
         if token is not None:
@@ -385,9 +485,10 @@ class _Client:
         try:
             with request.urlopen(req, timeout=30) as resp:  # noqa: S310 - the emulator's URL
                 text = resp.read().decode()
+                answered = dict(resp.headers.items())
         except error.HTTPError as exc:
             raise DemoError(exc.code, exc.read().decode()) from None
-        return json.loads(text) if text else None
+        return (json.loads(text) if text else None), answered
 
 
 def _section(title: str) -> None:

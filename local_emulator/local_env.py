@@ -13,20 +13,28 @@ from pathlib import Path
 LOCAL_SECRETS_FILE = "local-secrets.json"
 
 
+_GENERATORS = {
+    "OPERATOR_KEY": lambda: "hop_" + secrets.token_urlsafe(24),
+    "SECRETS_ENCRYPTION_KEY": lambda: base64.b64encode(os.urandom(32)).decode(),
+    "INTERNAL_API_KEY": lambda: "hik_" + secrets.token_urlsafe(24),
+}
+
+
 def local_secrets(data_dir: Path) -> dict[str, str]:
-    """OPERATOR_KEY and SECRETS_ENCRYPTION_KEY for this data folder (created on first use)."""
+    """OPERATOR_KEY, SECRETS_ENCRYPTION_KEY and INTERNAL_API_KEY for this data folder (created
+    on first use; a folder from an older version gets the ones it lacks)."""
     path = data_dir / LOCAL_SECRETS_FILE
-    if path.exists():
-        stored: dict[str, str] = json.loads(path.read_text())
+    stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    missing = {name: make() for name, make in _GENERATORS.items() if name not in stored}
+    if not missing:
         return stored
+    values = {**stored, **missing}
     data_dir.mkdir(parents=True, exist_ok=True)
-    values = {
-        "OPERATOR_KEY": "hop_" + secrets.token_urlsafe(24),
-        "SECRETS_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
-    }
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    partial = path.with_name(path.name + ".tmp")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         json.dump(values, handle)
+    os.replace(partial, path)
     return values
 
 

@@ -23,6 +23,7 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 APP_TABLES = (
+    "query_fingerprints",
     "alert_deliveries",
     "alert_groups",
     "alert_channels",
@@ -34,6 +35,8 @@ APP_TABLES = (
     "relay_jobs",
     "sync_executions",
     "sync_jobs",
+    "tokens",
+    "token_pools",
     "outbox",
     "tenant_usage",
     "file_uploads",

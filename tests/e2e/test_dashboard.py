@@ -131,6 +131,72 @@ def test_the_dashboard_shows_a_connector_going_down_and_coming_back(
     assert (ARTIFACTS / "dashboard-disconnected.png").stat().st_size > 10_000
 
 
+def test_with_the_operator_key_the_dashboard_shows_the_token_pool_and_a_cooldown(
+    emulator: Emulator, cloud: Cloud, browser
+) -> None:
+    import requests
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from local_emulator.local_env import local_secrets
+
+    keys = local_secrets(emulator.data_dir)
+    operator = {"Authorization": f"Bearer {keys['OPERATOR_KEY']}"}
+    internal = {"X-Internal-API-Key": keys["INTERNAL_API_KEY"]}
+    pool = f"dash{time.time_ns() % 10**9}"
+    for name in ("crawler-a", "crawler-b"):
+        added = requests.post(
+            f"{cloud.url}/api/v1/tokens",
+            json={"pool": pool, "name": name, "secret": f"sk-{name}-canary",
+                  "rpm": 60, "rph": 1000, "rpd": 10000, "concurrency": 2},
+            headers=operator,
+            timeout=30,
+        )  # fmt: skip
+        assert added.status_code == 201, added.text
+    # One token fails twice in a row: a 5-minute cooldown.
+    failed = None
+    for _ in range(2):
+        lease = requests.post(
+            f"{cloud.url}/api/v1/tokens/pick", json={"pool": pool}, headers=internal, timeout=30
+        ).json()
+        failed = failed or lease["token_id"]
+        while lease["token_id"] != failed:  # let the other one succeed until ours comes back
+            requests.post(f"{cloud.url}/api/v1/tokens/release", headers=internal, timeout=30,
+                          json={"lease_id": lease["lease_id"], "outcome": "success",
+                                "latency_ms": 50})  # fmt: skip
+            lease = requests.post(f"{cloud.url}/api/v1/tokens/pick", json={"pool": pool},
+                                  headers=internal, timeout=30).json()  # fmt: skip
+        released = requests.post(
+            f"{cloud.url}/api/v1/tokens/release",
+            json={"lease_id": lease["lease_id"], "outcome": "failure", "latency_ms": 900},
+            headers=internal,
+            timeout=30,
+        )
+        assert released.status_code == 204, released.text
+
+    browser.get(f"{cloud.url}/dashboard")
+    browser.find_element(By.ID, "api-key").send_keys(cloud.auth["Authorization"].split()[1])
+    browser.find_element(By.ID, "operator-key").send_keys(keys["OPERATOR_KEY"])
+    browser.find_element(By.ID, "save").click()
+    WebDriverWait(browser, 20).until(
+        lambda driver: driver.find_element(By.ID, "tokens-section").is_displayed()
+    )
+    rows = {
+        row.find_elements(By.TAG_NAME, "td")[0].text: [
+            cell.text for cell in row.find_elements(By.TAG_NAME, "td")
+        ]
+        for row in browser.find_elements(By.CSS_SELECTOR, "#tokens tr")
+        if row.find_elements(By.TAG_NAME, "td")[1].text == pool
+    }
+    assert set(rows) == {"crawler-a", "crawler-b"}
+    cooling = [cells for cells in rows.values() if cells[6]]
+    assert len(cooling) == 1, rows  # the failing token shows its cooldown, the other none
+    assert float(cooling[0][3]) > 0  # and a risk above zero
+    page = browser.page_source
+    assert "canary" not in page  # no secret ever reaches the page
+    browser.save_screenshot(str(ARTIFACTS / "dashboard-tokens.png"))
+
+
 def test_the_page_is_static_and_locked_down(emulator: Emulator) -> None:
     import requests
 

@@ -63,6 +63,18 @@ def test_demo_prints_urls_and_credentials_and_keeps_data_across_restarts(tmp_pat
         raw, stored = sample.split("->")
         assert "*" not in raw
         assert stored.count("*") >= 3
+    # The cache: a MISS through the connector, a HIT, and while it is down a STALE copy.
+    cache = first.split("a hot query cached in Redis")[1].split("==")[0]
+    lines = cache.strip().splitlines()[1:]  # after the rest of the title
+    assert [line.split()[1] for line in lines] == ["MISS", "HIT", "STALE"], cache
+    assert cache.count("rows, first") == 3
+    assert "*" in cache  # masked names and phones, never raw ones
+    # Tokens: leases with a not-before jitter; the token that failed twice is cooling down.
+    tokens = first.split("upstream API tokens leased")[1].split("==")[0]
+    assert tokens.count("-> failure") == 2, tokens
+    states = [line.split() for line in tokens.splitlines() if "cooldown until" in line]
+    assert sorted(state[-1] == "-" for state in states) == [False, True], tokens
+    assert "sk-demo-" not in first  # the secrets are never printed
     second = _demo(tmp_path)
     # Same data folder: the same operator key and the same tenant, found again, not recreated.
     assert f"operator key      {operator.group(1)}" in second

@@ -17,6 +17,7 @@ APP = FunctionsApp()
 schema = schemathesis.openapi.from_wsgi("/openapi.yaml", APP)
 ENCRYPTION_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 OPERATOR_KEY = "hop_fuzz-operator-key-3f9a1c"
+INTERNAL_API_KEY = "fuzz-internal-key-7c2e9b41d0"
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +33,7 @@ def credentials(endpoints) -> Iterator[dict[str, str]]:
         "APP_ENV": "test",
         "LOG_LEVEL": "ERROR",
         "OPERATOR_KEY": OPERATOR_KEY,
+        "INTERNAL_API_KEY": INTERNAL_API_KEY,
         "SECRETS_ENCRYPTION_KEY": ENCRYPTION_KEY,
     }
     saved = {name: os.environ.get(name) for name in env}
@@ -68,6 +70,8 @@ def test_no_generated_request_gets_a_server_error(case, credentials) -> None:
     headers = dict(credentials)
     if case.path.startswith("/api/v1/sync/push/webhook/"):
         headers = {}
+    if case.path.startswith("/api/v1/tokens"):
+        headers = {"X-Internal-API-Key": INTERNAL_API_KEY}
     response = case.call(headers=headers)
     case.validate_response(response, checks=[not_a_server_error])
     assert response.status_code < 500, response.text[:500]

@@ -49,6 +49,10 @@ def test_documented_scopes_match_the_route_guards() -> None:
             guard_scopes = list(getattr(route.handler, "required_scopes", ()))
             if getattr(route.handler, "operator_only", False):
                 guard_scopes = ["operator"]
+            if getattr(route.handler, "internal_only", False):
+                guard_scopes = ["internal"]
+                if getattr(route.handler, "operator_allowed", False):
+                    guard_scopes = ["internal", "operator"]
             assert operation.get("x-required-scopes") == guard_scopes, route.template
             any_of = bool(getattr(route.handler, "any_of", False))
             assert bool(operation.get("x-scopes-any-of")) == any_of, route.template

@@ -121,3 +121,8 @@ def _build(settings_cls: type[SettingsT]) -> SettingsT:
 class EncryptionSettings(FunctionSettings):
     # base64 of 32 bytes; seals secrets the platform must read back (connector secrets, tokens).
     secrets_encryption_key: SecretStr
+
+
+class InternalSettings(FunctionSettings):
+    # Presented by internal services in X-Internal-API-Key (token-pick); compared as a hash.
+    internal_api_key: SecretStr

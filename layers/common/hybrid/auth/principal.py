@@ -18,6 +18,7 @@ SCOPES = frozenset({"ingest:write", "status:read", "query:read", "jobs:write", "
 _ADMIN_SCOPE = "admin"
 # Compared against when the key id is unknown, so a miss costs the same as a wrong secret.
 _DUMMY_HASH = hashlib.sha256(b"no such key").digest()
+INTERNAL_KEY_HEADER = "X-Internal-API-Key"
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,52 @@ def authenticate(request: Request, services: AuthServices) -> Principal:
     if expected is not None and hmac.compare_digest(hash_secret(token), expected):
         return Principal(kind="operator")
     raise AuthenticationError("invalid credentials")
+
+
+def authenticate_internal(request: Request, expected_sha256: bytes | None) -> Principal:
+    """The internal service key of `X-Internal-API-Key`, compared (as a hash) in constant time;
+    a bearer key of any kind is not an internal credential."""
+    presented = request.header(INTERNAL_KEY_HEADER)
+    if not presented:
+        raise AuthenticationError(f"missing {INTERNAL_KEY_HEADER} credentials")
+    matches = hmac.compare_digest(
+        hash_secret(presented[:512]), expected_sha256 if expected_sha256 else _DUMMY_HASH
+    )
+    if expected_sha256 is None or not matches or len(presented) > 512:
+        raise AuthenticationError("invalid credentials")
+    return Principal(kind="internal")
+
+
+def require_internal(
+    *, operator: bool = False
+) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
+    """Route decorator for service-to-service routes: the internal key (the services expose its
+    SHA-256 as `internal_key_sha256`); with `operator`, a request without it may instead bring
+    the operator's bearer key (platform administration, e.g. the dashboard's token pool)."""
+
+    def decorate(handler: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        @functools.wraps(handler)
+        def guarded(call: Any) -> Any:
+            if operator and not call.request.header(INTERNAL_KEY_HEADER):
+                principal = authenticate(call.request, call.services)
+                if not principal.is_operator:
+                    raise AccessDeniedError("this route takes the internal or the operator key")
+            else:
+                expected = getattr(call.services, "internal_key_sha256", None)
+                principal = authenticate_internal(call.request, expected)
+            from hybrid import log
+
+            log.bind(actor=principal.actor)
+            return handler(call.with_principal(principal))
+
+        guarded.required_scopes = ()  # type: ignore[attr-defined]
+        guarded.any_of = False  # type: ignore[attr-defined]
+        guarded.operator_only = False  # type: ignore[attr-defined]
+        guarded.internal_only = True  # type: ignore[attr-defined]
+        guarded.operator_allowed = operator  # type: ignore[attr-defined]
+        return guarded
+
+    return decorate
 
 
 def require(

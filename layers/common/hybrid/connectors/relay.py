@@ -220,6 +220,45 @@ def prune(tx: Transaction, *, older_than_s: int) -> int:
     )
 
 
+# --- reading the result of a query job ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """Where a `query` job stands: its status, its closing `result` and, once it is done, the
+    stored chunk bodies of its last attempt in order (an attempt handed to a restarted
+    connector runs the query again from its first row)."""
+
+    status: str
+    result: dict[str, Any] | None
+    chunks: tuple[bytes, ...] = ()
+
+
+def job_result(tx: Transaction, job_id: str) -> JobResult:
+    row = tx.one("SELECT status, result FROM relay_jobs WHERE id = :id", id=job_id)
+    if row is None:
+        raise RelayJobNotFoundError()
+    result = row["result"]
+    result = json.loads(result) if isinstance(result, str) else result
+    if row["status"] != "done":
+        return JobResult(row["status"], result)
+    stored = tx.rows(
+        "SELECT attempt, body FROM relay_chunks WHERE job_id = :id AND body IS NOT NULL "
+        "ORDER BY seq",
+        id=job_id,
+    )
+    last = stored[-1]["attempt"] if stored else None
+    bodies = tuple(bytes(chunk["body"]) for chunk in stored if chunk["attempt"] == last)
+    return JobResult(row["status"], result, bodies)
+
+
+def discard(tx: Transaction, job_id: str) -> None:
+    """Drop a query job's stored rows once read or given up on; a job still open is cancelled
+    first, so the connector's next chunk gets a 409 and it stops producing."""
+    close(tx, job_id, status="cancelled")
+    tx.execute("DELETE FROM relay_chunks WHERE job_id = :id", id=job_id)
+
+
 # --- waking a waiting poll --------------------------------------------------------------------
 
 
