@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                 "LOG_LEVEL": "WARNING",
                 "SECRETS_ENCRYPTION_KEY": ENCRYPTION_KEY,
                 "INTERNAL_API_KEY": INTERNAL_KEY,
+                "OPERATOR_KEY": "hop_bench-operator-key",
             }
         )
         from hybrid.tokens import admin

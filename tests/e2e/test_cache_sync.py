@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 import requests
 
-from local_emulator.connector_process import ConnectorProcess, connector_config
+from local_emulator.connector_process import ConnectorProcess
 from local_emulator.customer_db import CustomerDatabase
 from local_emulator.emulator import Emulator
 from tests.e2e.test_pull_tunnel_and_pii import _numbers
-from tests.support.pull_cloud import Cloud, connector_sources
+from tests.support.pull_cloud import Cloud, register_connector
 
 ROOT = Path(__file__).resolve().parents[2]
 QUERY = "/api/v1/hybrid/query"
@@ -67,15 +67,8 @@ def test_only_masked_rows_reach_redis_after_faker_queries_through_a_relay_connec
     emulator: Emulator, cloud: Cloud, customer: CustomerDatabase, tmp_path: Path
 ) -> None:
     customer.fill(2000, faker=True, seed=20261124)
-    created = cloud.connector(f"edge-{time.time_ns()}", "relay")
-    config = connector_config(
-        connector_id=created["id"],
-        secret=created["secret"],
-        transport="relay",
-        data_dir=tmp_path / "connector",
-        sources=connector_sources(customer),
-        cloud_url=cloud.url,
-        poll_wait=2,
+    created, config = register_connector(
+        cloud, customer, tmp_path / "connector", "relay", poll_wait=2
     )
     connector = ConnectorProcess(config).start(
         ready=lambda: cloud.last_seen(created["id"]) is not None
@@ -140,15 +133,8 @@ def test_stale_if_error_with_the_connector_stopped(
     unused_tcp_port: int,
 ) -> None:
     customer.fill(300)
-    listen = f"127.0.0.1:{unused_tcp_port}"
-    created = cloud.connector(f"dc-{time.time_ns()}", "tunnel", endpoint=f"http://{listen}")
-    config = connector_config(
-        connector_id=created["id"],
-        secret=created["secret"],
-        transport="tunnel",
-        data_dir=tmp_path / "connector",
-        sources=connector_sources(customer),
-        listen=listen,
+    created, config = register_connector(
+        cloud, customer, tmp_path / "connector", "tunnel", listen=f"127.0.0.1:{unused_tcp_port}"
     )
     sql = "SELECT id, name, phone, city FROM customers WHERE id <= $1 ORDER BY id"
     with ConnectorProcess(config):

@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from local_emulator.connector_process import ConnectorProcess, connector_config
+from local_emulator.connector_process import ConnectorProcess
 from local_emulator.customer_db import CustomerDatabase
 from local_emulator.emulator import Emulator
 from local_emulator.local_env import local_secrets
-from tests.support.pull_cloud import Cloud, assert_exact, connector_sources
+from tests.support.pull_cloud import Cloud, assert_exact, register_connector
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,15 +93,8 @@ def test_a_tunnel_pull_survives_the_pull_function_being_killed(
     unused_tcp_port: int,
 ) -> None:
     customer.fill(20_000)
-    listen = f"127.0.0.1:{unused_tcp_port}"
-    created = cloud.connector(f"dc-{time.time_ns()}", "tunnel", endpoint=f"http://{listen}")
-    config = connector_config(
-        connector_id=created["id"],
-        secret=created["secret"],
-        transport="tunnel",
-        data_dir=tmp_path / "connector",
-        sources=connector_sources(customer),
-        listen=listen,
+    created, config = register_connector(
+        cloud, customer, tmp_path / "connector", "tunnel", listen=f"127.0.0.1:{unused_tcp_port}"
     )
     with ConnectorProcess(config):
         job = cloud.job(created["id"], f"tunnel-{time.time_ns()}", page_rows=1000)
@@ -188,15 +181,8 @@ def test_no_raw_pii_reaches_the_cloud_after_a_faker_pull(
     emulator: Emulator, cloud: Cloud, customer: CustomerDatabase, tmp_path: Path, logs: Path
 ) -> None:
     customer.fill(2000, faker=True, seed=20261123)
-    created = cloud.connector(f"edge-{time.time_ns()}", "relay")
-    config = connector_config(
-        connector_id=created["id"],
-        secret=created["secret"],
-        transport="relay",
-        data_dir=tmp_path / "connector",
-        sources=connector_sources(customer),
-        cloud_url=cloud.url,
-        poll_wait=2,
+    created, config = register_connector(
+        cloud, customer, tmp_path / "connector", "relay", poll_wait=2
     )
     connector = ConnectorProcess(config).start(
         ready=lambda: cloud.last_seen(created["id"]) is not None

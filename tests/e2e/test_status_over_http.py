@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from local_emulator.connector_process import ConnectorProcess, connector_config
+from local_emulator.connector_process import ConnectorProcess
 from local_emulator.customer_db import CustomerDatabase
 from local_emulator.emulator import Emulator
 from tests.support.link_outage import LinkOutage
-from tests.support.pull_cloud import Cloud, connector_sources
+from tests.support.pull_cloud import Cloud, register_connector
 from tests.support.webhook_inbox import WebhookInbox
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,15 +43,8 @@ def _status(cloud: Cloud, connector_id: str) -> dict:
 def test_a_relay_connector_reports_its_sources_and_goes_down_when_it_stops(
     emulator: Emulator, cloud: Cloud, customer: CustomerDatabase, tmp_path: Path
 ) -> None:
-    created = cloud.connector(f"edge-{time.time_ns()}", "relay")
-    config = connector_config(
-        connector_id=created["id"],
-        secret=created["secret"],
-        transport="relay",
-        data_dir=tmp_path / "connector",
-        sources=connector_sources(customer),
-        cloud_url=cloud.url,
-        poll_wait=1,
+    created, config = register_connector(
+        cloud, customer, tmp_path / "connector", "relay", poll_wait=1
     )
     process = ConnectorProcess(config).start(
         ready=lambda: cloud.last_seen(created["id"]) is not None

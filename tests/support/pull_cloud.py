@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -121,6 +122,36 @@ class Cloud:
                 "SELECT last_seen_at FROM connectors WHERE id = :c", c=connector_id
             )
         return value
+
+
+def register_connector(
+    cloud: Cloud,
+    customer: CustomerDatabase,
+    data_dir: Path,
+    transport: str,
+    *,
+    listen: str | None = None,
+    cloud_url: str | None = None,
+    **extra: Any,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A connector registered with the cloud (relay, or tunnel listening on `listen`) and the
+    config of its process over `customer`'s database: (the created connector, the config)."""
+    from local_emulator.connector_process import connector_config
+
+    endpoint = f"http://{listen}" if transport == "tunnel" else None
+    name = f"{'dc' if transport == 'tunnel' else 'edge'}-{time.time_ns()}"
+    created = cloud.connector(name, transport, endpoint=endpoint)
+    config = connector_config(
+        connector_id=created["id"],
+        secret=created["secret"],
+        transport=transport,
+        data_dir=data_dir,
+        sources=connector_sources(customer),
+        cloud_url=(cloud_url or cloud.url) if transport == "relay" else None,
+        listen=listen,
+        **extra,
+    )
+    return created, config
 
 
 def connector_sources(customer: CustomerDatabase) -> dict[str, Any]:

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.functions import load_function
-from tests.support.http import HttpResult, context, function_url_event, read_result
+from tests.support.functions import FunctionCaller
+from tests.support.http import HttpResult
 
 ENCRYPTION_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 WEBHOOK_SECRET = "whsec_" + "Y2FuYXJ5LXNlY3JldC1mb3ItdGVzdHMtMTIzNDU2Nzg5MA=="
-TIMER = json.loads((Path(__file__).resolve().parents[2] / "events" / "timer.json").read_text())
 
 
 @pytest.fixture
@@ -26,14 +23,7 @@ def env(function_env: dict[str, str]) -> dict[str, str]:
 
 @pytest.fixture
 def alerting(env: dict[str, str]) -> Callable[..., HttpResult]:
-    handler = load_function("alerting")
-
-    def call(method: str, path: str, *, token: str | None = None, **kwargs: Any) -> HttpResult:
-        event = function_url_event(method, path, token=token, **kwargs)
-        return read_result(handler.main_handler(event, context("alerting")))
-
-    call.sweep = lambda: handler.main_handler(TIMER, context("alerting"))  # type: ignore[attr-defined]
-    return call
+    return FunctionCaller("alerting")
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ def _event(
 
 def test_events_become_one_alert_that_fires_then_resolves(alerting, tenant, env):
     _event(env, tenant["id"], "firing")
-    assert alerting.sweep() == {
+    assert alerting.tick() == {
         "recorded": 1,
         "unchanged": 0,
         "failed": 0,
@@ -54,7 +54,7 @@ def test_events_become_one_alert_that_fires_then_resolves(alerting, tenant, env)
     assert alert["severity"] == "critical"
     assert alert["ends_at"] is None
     _event(env, tenant["id"], "resolved")
-    assert alerting.sweep()["recorded"] == 1
+    assert alerting.tick()["recorded"] == 1
     assert (
         alerting("GET", "/api/v1/alerts", token=tenant["reader"], query={"state": "firing"}).json[
             "alerts"
@@ -65,7 +65,7 @@ def test_events_become_one_alert_that_fires_then_resolves(alerting, tenant, env)
     assert resolved["id"] == alert["id"]
     assert resolved["status"] == "resolved"
     assert resolved["ends_at"] is not None
-    assert alerting.sweep() == {
+    assert alerting.tick() == {
         "recorded": 0,
         "unchanged": 0,
         "failed": 0,
@@ -84,7 +84,7 @@ def test_an_older_event_replayed_late_does_not_undo_a_newer_state(alerting, tena
 
     _event(env, tenant["id"], "firing")
     _event(env, tenant["id"], "resolved")
-    alerting.sweep()
+    alerting.tick()
     with database(env["DATABASE_URL"]).transaction() as tx:
         first_id = tx.scalar("SELECT min(id) FROM outbox")
         late = store.record_event(
@@ -113,7 +113,7 @@ def test_a_malformed_event_is_set_aside_and_does_not_block_the_rest(alerting, te
     with database(env["DATABASE_URL"]).transaction() as tx:
         outbox.enqueue(tx, "alerts", {"tenant_id": tenant["id"], "status": "firing"})  # no labels
     _event(env, tenant["id"], "firing")
-    assert alerting.sweep() == {
+    assert alerting.tick() == {
         "recorded": 1,
         "unchanged": 0,
         "failed": 1,
@@ -135,7 +135,7 @@ def test_a_malformed_event_is_set_aside_and_does_not_block_the_rest(alerting, te
 def test_silences_mute_matching_alerts_until_they_end(alerting, tenant, env):
     _event(env, tenant["id"], "firing", connector="con_1")
     _event(env, tenant["id"], "firing", connector="con_2")
-    alerting.sweep()
+    alerting.tick()
     created = alerting(
         "POST",
         "/api/v1/alerts/silences",
@@ -177,7 +177,7 @@ def test_silences_mute_matching_alerts_until_they_end(alerting, tenant, env):
 
 def test_a_silence_that_has_ended_mutes_nothing(alerting, tenant, env):
     _event(env, tenant["id"], "firing")
-    alerting.sweep()
+    alerting.tick()
     now = datetime.now(timezone.utc)
     alerting(
         "POST",
@@ -233,7 +233,7 @@ def test_scopes_and_tenants(alerting, tenant, env):
     from hybrid.tenants import create_tenant
 
     _event(env, tenant["id"], "firing")
-    alerting.sweep()
+    alerting.tick()
     assert alerting("GET", "/api/v1/alerts").status == 401
     body = {"matchers": {"a": "b"}, "ends_at": "2030-01-01T00:00:00Z"}
     assert (
@@ -262,7 +262,7 @@ def test_delivered_outbox_items_are_deleted_after_forty_days(alerting, tenant, e
             "('archive', '{}', now() - interval '41 days'), "
             "('archive', '{}', now() - interval '39 days'), ('archive', '{}', NULL)"
         )
-    summary = alerting.sweep()
+    summary = alerting.tick()
     assert summary["outbox_pruned"] == 1
     with database(env["DATABASE_URL"]).transaction() as tx:
         left = tx.scalar("SELECT count(*) FROM outbox")
@@ -288,7 +288,7 @@ def test_a_disconnected_connector_mutes_its_sources_alerts(alerting, tenant, env
     event("SourceDown", "con_1", source="erp")
     event("SourceDown", "con_2", source="erp")
     event("ConnectorDisconnected", "con_1")
-    alerting.sweep()
+    alerting.tick()
     listed = alerting("GET", "/api/v1/alerts", token=tenant["reader"]).json["alerts"]
     by = {(a["labels"]["alertname"], a["labels"]["connector_id"]): a for a in listed}
     down = by[("ConnectorDisconnected", "con_1")]
@@ -296,7 +296,7 @@ def test_a_disconnected_connector_mutes_its_sources_alerts(alerting, tenant, env
     assert by[("SourceDown", "con_2")]["inhibited_by"] is None
     assert down["inhibited_by"] is None
     event("ConnectorDisconnected", "con_1", status="resolved")
-    alerting.sweep()
+    alerting.tick()
     listed = alerting("GET", "/api/v1/alerts", token=tenant["reader"]).json["alerts"]
     by = {(a["labels"]["alertname"], a["labels"]["connector_id"]): a for a in listed}
     assert by[("SourceDown", "con_1")]["inhibited_by"] is None
@@ -323,12 +323,12 @@ def test_an_alert_with_resolve_at_resolves_itself_when_that_time_passes(alerting
     now = datetime.now(timezone.utc)
     warn("this period", (now + timedelta(hours=1)).isoformat())
     warn("the last period", (now - timedelta(seconds=1)).isoformat())
-    summary = alerting.sweep()
+    summary = alerting.tick()
     assert summary["recorded"] == 2
     assert summary["expired"] == 1
     listed = alerting("GET", "/api/v1/alerts", token=tenant["reader"]).json["alerts"]
     assert sorted(a["status"] for a in listed) == ["firing", "resolved"]
-    assert alerting.sweep()["expired"] == 0
+    assert alerting.tick()["expired"] == 0
 
 
 def test_an_event_with_a_malformed_resolve_at_is_refused_not_recorded(alerting, tenant, env):
@@ -346,7 +346,7 @@ def test_an_event_with_a_malformed_resolve_at_is_refused_not_recorded(alerting, 
                 "resolve_at": "end of the month",
             },
         )
-    summary = alerting.sweep()
+    summary = alerting.tick()
     assert summary["failed"] == 1
     assert summary["recorded"] == 0
     assert alerting("GET", "/api/v1/alerts", token=tenant["reader"]).json["alerts"] == []

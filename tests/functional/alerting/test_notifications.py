@@ -14,22 +14,22 @@ def test_one_firing_notice_per_group_then_one_resolved_notice(
 ):
     put_event(env, tenant["id"], "ConnectorDisconnected", "con_1", "firing")
     put_event(env, tenant["id"], "SourceDown", "con_1", "firing", source="erp")  # inhibited
-    first = alerting.sweep()
+    first = alerting.tick()
     assert first["queued"] == 1
     assert first["sent"] == 1
     [note] = payloads(receiver)
     assert note["status"] == "firing"
     assert note["title"].startswith("[FIRING] ConnectorDisconnected")
     assert [a["labels"]["alertname"] for a in note["alerts"]] == ["ConnectorDisconnected"]
-    again = alerting.sweep()  # nothing changed: nothing sent
+    again = alerting.tick()  # nothing changed: nothing sent
     assert again["queued"] == 0
     assert len(receiver.received) == 1
     put_event(env, tenant["id"], "ConnectorDisconnected", "con_1", "resolved", age_s=0)
     put_event(env, tenant["id"], "SourceDown", "con_1", "resolved", age_s=0, source="erp")
-    alerting.sweep()
+    alerting.tick()
     assert len(receiver.received) == 1  # inside the group interval
     age_groups(env, 301)
-    alerting.sweep()
+    alerting.tick()
     notes = payloads(receiver)
     assert [n["status"] for n in notes] == ["firing", "resolved"]
     # The source's alert was muted while it fired and resolved before anyone was told.
@@ -38,7 +38,7 @@ def test_one_firing_notice_per_group_then_one_resolved_notice(
 
 def test_the_group_wait_holds_a_fresh_alert_back(alerting, tenant, env, channel, receiver):
     put_event(env, tenant["id"], "ConnectorDisconnected", "con_1", "firing", age_s=5)
-    assert alerting.sweep()["queued"] == 0
+    assert alerting.tick()["queued"] == 0
     assert receiver.received == []
 
 
@@ -52,7 +52,7 @@ def test_silenced_and_low_severity_alerts_are_not_sent(alerting, tenant, env, ch
     )
     put_event(env, tenant["id"], "ConnectorDisconnected", "con_1", "firing")
     put_event(env, tenant["id"], "ConnectorDegraded", "con_2", "firing", severity="info")
-    assert alerting.sweep()["queued"] == 0
+    assert alerting.tick()["queued"] == 0
     assert receiver.received == []
 
 
@@ -63,18 +63,18 @@ def test_a_failing_receiver_is_retried_then_dead_lettered_with_an_alert(
 
     receiver.answer = 503
     put_event(env, tenant["id"], "ConnectorDisconnected", "con_1", "firing")
-    assert alerting.sweep()["pending"] == 1
+    assert alerting.tick()["pending"] == 1
     for _ in range(4):
         with database(env["DATABASE_URL"]).transaction() as tx:
             tx.execute(
                 "UPDATE alert_deliveries SET next_attempt_at = now() WHERE status = 'pending'"
             )
-        alerting.sweep()
+        alerting.tick()
     with database(env["DATABASE_URL"]).transaction() as tx:
         delivery = tx.one("SELECT status, attempts, last_status FROM alert_deliveries")
     assert delivery == {"status": "dead", "attempts": 5, "last_status": "http_503"}
     assert len(receiver.received) == 5
-    alerting.sweep()  # the dead letter's own alert event is recorded on the next tick
+    alerting.tick()  # the dead letter's own alert event is recorded on the next tick
     listed = alerting(
         "GET", "/api/v1/alerts", token=tenant["reader"], query={"state": "firing"}
     ).json
@@ -88,7 +88,7 @@ def test_a_delivery_claimed_by_one_tick_is_not_sent_by_another(
     from hybrid.db import database
 
     put_event(env, tenant["id"], "ConnectorDisconnected", "con_1", "firing")
-    alerting.sweep()
+    alerting.tick()
     with database(env["DATABASE_URL"]).transaction() as tx:
         tx.execute("UPDATE alert_deliveries SET status = 'pending', next_attempt_at = now()")
     db = database(env["DATABASE_URL"])
@@ -104,14 +104,14 @@ def test_a_link_bouncing_inside_the_group_interval_does_not_page_again(
     """Down, up, down again within minutes: one firing notice; the bounces are held back by the
     group interval and, since the group ends as it was told (firing), nothing more is sent."""
     put_event(env, tenant["id"], "ConnectorDisconnected", "con_f", "firing", age_s=120)
-    alerting.sweep()
+    alerting.tick()
     assert [n["status"] for n in payloads(receiver)] == ["firing"]
     for age_s in (90, 60, 30):  # resolved, firing, resolved... every minute
         put_event(env, tenant["id"], "ConnectorDisconnected", "con_f", "resolved", age_s=age_s)
-        alerting.sweep()
+        alerting.tick()
         put_event(env, tenant["id"], "ConnectorDisconnected", "con_f", "firing", age_s=age_s - 1)
-        alerting.sweep()
+        alerting.tick()
     assert len(receiver.received) == 1
     age_groups(env, 301)  # the group interval has passed: the group is still firing, as told
-    alerting.sweep()
+    alerting.tick()
     assert len(receiver.received) == 1

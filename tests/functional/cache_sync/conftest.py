@@ -4,7 +4,6 @@ service, in process) over a customer database of fake people."""
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 import uuid
@@ -14,11 +13,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.functions import load_function
+from tests.support.functions import FunctionCaller, load_function
 from tests.support.http import HttpResult, context, function_url_event, read_result
 
 ENCRYPTION_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
-TIMER = json.loads((Path(__file__).resolve().parents[2] / "events" / "timer.json").read_text())
 QUERY = "/api/v1/hybrid/query"
 CACHE = "/api/v1/hybrid/query/cache"
 PEOPLE_SQL = "SELECT id, name, phone, city FROM people WHERE id <= $1 ORDER BY id"
@@ -85,20 +83,8 @@ Call = Callable[..., HttpResult]
 
 
 @pytest.fixture
-def cache(cache_env: dict[str, str]) -> Call:
-    handler = load_function("cache_sync")
-
-    def call(method: str, path: str, *, token: str | None = None, **kwargs: Any) -> HttpResult:
-        event = function_url_event(method, path, token=token, **kwargs)
-        return read_result(handler.main_handler(event, context("cache-sync")))
-
-    def tick(limit_ms: int = 60_000) -> Any:
-        ctx = context("cache-sync") | {"time_limit_in_ms": limit_ms}
-        return handler.main_handler(TIMER, ctx)
-
-    call.handler = handler  # type: ignore[attr-defined]
-    call.tick = tick  # type: ignore[attr-defined]
-    return call
+def cache(cache_env: dict[str, str]) -> FunctionCaller:
+    return FunctionCaller("cache_sync")
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.functions import load_function
+from tests.support.functions import FunctionCaller, load_function
 from tests.support.http import HttpResult, context, function_url_event, read_result
 
 ENCRYPTION_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
@@ -26,15 +26,8 @@ Call = Callable[..., HttpResult]
 
 
 @pytest.fixture
-def pull(pull_env: dict[str, str]) -> Call:
-    handler = load_function("pull_trigger")
-
-    def call(method: str, path: str, *, token: str | None = None, **kwargs: Any) -> HttpResult:
-        event = function_url_event(method, path, token=token, **kwargs)
-        return read_result(handler.main_handler(event, context("pull-trigger")))
-
-    call.handler = handler  # type: ignore[attr-defined]
-    return call
+def pull(pull_env: dict[str, str]) -> FunctionCaller:
+    return FunctionCaller("pull_trigger")
 
 
 @pytest.fixture

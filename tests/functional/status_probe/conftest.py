@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.functions import load_function
-from tests.support.http import HttpResult, context, function_url_event, read_result
+from tests.support.functions import FunctionCaller
 
 ENCRYPTION_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
-TIMER = json.loads((Path(__file__).resolve().parents[2] / "events" / "timer.json").read_text())
 
 
 @pytest.fixture
@@ -22,17 +17,8 @@ def probe_env(function_env: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture
-def status(probe_env: dict[str, str]) -> Callable[..., HttpResult]:
-    handler = load_function("status_probe")
-
-    def call(method: str, path: str, *, token: str | None = None, **kwargs: Any) -> HttpResult:
-        event = function_url_event(method, path, token=token, **kwargs)
-        return read_result(handler.main_handler(event, context("status-probe")))
-
-    call.tick = lambda: handler.main_handler(  # type: ignore[attr-defined]
-        TIMER, context("status-probe") | {"time_limit_in_ms": 60_000}
-    )
-    return call
+def status(probe_env: dict[str, str]) -> FunctionCaller:
+    return FunctionCaller("status_probe")
 
 
 @pytest.fixture

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.functions import load_function
-from tests.support.http import HttpResult, context, function_url_event, read_result
+from tests.support.functions import FunctionCaller
+from tests.support.http import HttpResult
 
 INTERNAL_KEY = "internal-test-key-5d1f0c2a9e7b"
 OPERATOR_KEY = "hop_token-pick-operator-key-91c3"
-TIMER = json.loads((Path(__file__).resolve().parents[2] / "events" / "timer.json").read_text())
 Call = Callable[..., HttpResult]
 
 
@@ -34,11 +31,11 @@ def token_env(function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> 
     return {**function_env, **extra}
 
 
-@pytest.fixture
-def tokens(token_env: dict[str, str]) -> Call:
-    handler = load_function("token_pick")
+class TokenCaller(FunctionCaller):
+    """token-pick's handler; requests carry the internal key unless told otherwise."""
 
-    def call(
+    def __call__(  # type: ignore[override]
+        self,
         method: str,
         path: str,
         *,
@@ -49,13 +46,12 @@ def tokens(token_env: dict[str, str]) -> Call:
         all_headers = dict(headers or {})
         if key is not None:
             all_headers["X-Internal-API-Key"] = key
-        event = function_url_event(method, path, headers=all_headers, **kwargs)
-        return read_result(handler.main_handler(event, context("token-pick")))
+        return super().__call__(method, path, headers=all_headers, **kwargs)
 
-    call.tick = lambda: handler.main_handler(  # type: ignore[attr-defined]
-        TIMER, context("token-pick") | {"time_limit_in_ms": 30_000}
-    )
-    return call
+
+@pytest.fixture
+def tokens(token_env: dict[str, str]) -> TokenCaller:
+    return TokenCaller("token_pick", timer_limit_ms=30_000)
 
 
 def add(tokens: Call, name: str = "t1", **fields: Any) -> dict[str, Any]:
