@@ -128,13 +128,20 @@ local function try(id)
     redis.call('ZREMRANGEBYSCORE', log, '-inf', n(now - DAY))
     redis.call('ZREMRANGEBYSCORE', lease, '-inf', '(' .. n(now - @GRACE_MS@))
   end
+  -- The windows end now and nest (minute <= hour <= day), so a wider count below a narrower
+  -- limit settles that limit without counting its window.
   local ready = now
   local day = redis.call('ZCOUNT', log, '(' .. n(now - DAY), '+inf')
   if day >= l[3] then ready = math.max(ready, free_at(log, day, l[3], DAY)) end
-  local hour = redis.call('ZCOUNT', log, '(' .. n(now - HOUR), '+inf')
-  if hour >= l[2] then ready = math.max(ready, free_at(log, hour, l[2], HOUR)) end
-  local minute = redis.call('ZCOUNT', log, '(' .. n(now - MINUTE), '+inf')
-  if minute >= l[1] then ready = math.max(ready, free_at(log, minute, l[1], MINUTE)) end
+  local hour = day
+  if day >= l[2] then
+    hour = redis.call('ZCOUNT', log, '(' .. n(now - HOUR), '+inf')
+    if hour >= l[2] then ready = math.max(ready, free_at(log, hour, l[2], HOUR)) end
+  end
+  if hour >= l[1] then
+    local minute = redis.call('ZCOUNT', log, '(' .. n(now - MINUTE), '+inf')
+    if minute >= l[1] then ready = math.max(ready, free_at(log, minute, l[1], MINUTE)) end
+  end
   local busy = redis.call('ZCOUNT', lease, '(' .. n(now), '+inf')
   if busy >= l[4] then
     local e = redis.call('ZRANGEBYSCORE', lease, '(' .. n(now), '+inf', 'WITHSCORES',
