@@ -66,7 +66,10 @@ class Emulator:
         retry_delays: tuple[float, float] = (60, 120),
         pool_size: int = 4,
         worker_stdout: int | IO[Any] | None = None,
+        scheduled_timers: bool = True,
     ) -> None:
+        """`scheduled_timers=False`: cron triggers fire only through `fire_timer` (tests that
+        must not race the minute boundary)."""
         self.project_file = Path(project_file).resolve()
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
         self._port = port
@@ -75,6 +78,7 @@ class Emulator:
         self._retry_delays = retry_delays
         self._pool_size = pool_size
         self._worker_stdout = worker_stdout
+        self._scheduled_timers = scheduled_timers
         self.project: ProjectSpec = load_project(self.project_file, self._env_overrides)
         self.endpoints: Any = None
         self._stack: Any = None
@@ -139,7 +143,8 @@ class Emulator:
         cos = CosEventDispatcher(self.project, self._async, region=region)
         self._gateway.start(GatewayApp(self.project, self._invoker, on_cos_event=cos))
         self._scheduler = Scheduler(self.project, self._async)
-        self._scheduler.start()
+        if self._scheduled_timers:
+            self._scheduler.start()
         self._start_queue()
 
     def _migrate(self) -> None:
