@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import socket
 import statistics
 import sys
 import tempfile
@@ -37,12 +36,6 @@ HIT_P99_TARGET_MS = 5.0
 REFRESH_TARGET_S = 240.0
 ENCRYPTION_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 SQL = "SELECT id, name, phone, city, amount FROM customers WHERE id BETWEEN $1 AND $2 ORDER BY id"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _percentiles(samples_ms: list[float]) -> dict[str, float]:
@@ -147,11 +140,12 @@ def _run(args: argparse.Namespace, endpoints: Any, tmp: Path) -> dict[str, Any]:
     from hybrid.tenants import create_tenant
     from local_emulator.connector_process import ConnectorProcess, connector_config
     from local_emulator.customer_db import MASKING, CustomerDatabase
+    from local_emulator.stack._process import free_port
     from tests.support.http import context, function_url_event
 
     customer = CustomerDatabase.create(endpoints.database_url, "bench_cache_customer")
     customer.fill(args.entries * args.rows + 100, seed=11)
-    port = _free_port()
+    port = free_port()
     with database(endpoints.database_url).transaction() as tx:
         tenant = create_tenant(tx, "bench")
         _key, token = create_api_key(tx, tenant_id=tenant.id, name="q", scopes=("query:read",))

@@ -105,11 +105,12 @@ class Bench:
     def pull(self, customer: Any, transport: str, *, low_bandwidth: bool, limit: str) -> Run:
         from local_emulator.connector_process import ConnectorProcess, connector_config
         from local_emulator.customer_db import MASKING
+        from local_emulator.stack._process import free_port
         from tests.support.fault_proxy import FaultProxy
 
         name = f"{transport}-{'lb' if low_bandwidth else 'normal'}-{time.time_ns()}"
         gateway_port = int(self.emulator.url.rsplit(":", 1)[1])
-        listen_port = _free_port()
+        listen_port = free_port()
         proxy = FaultProxy("127.0.0.1", gateway_port if transport == "relay" else listen_port)
         body: dict[str, Any] = {
             "name": name,
@@ -204,14 +205,6 @@ def _machine_cpu_seconds() -> float:
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     busy = sum(int(v) for i, v in enumerate(fields) if i not in (3, 4))  # not idle, iowait
     return busy / os.sysconf("SC_CLK_TCK")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def main(argv: list[str] | None = None) -> int:

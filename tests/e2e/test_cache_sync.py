@@ -4,7 +4,6 @@ connector stops, cached results are served STALE and uncached ones answer 503.""
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import requests
 from local_emulator.connector_process import ConnectorProcess
 from local_emulator.customer_db import CustomerDatabase
 from local_emulator.emulator import Emulator
-from tests.e2e.test_pull_tunnel_and_pii import _numbers
+from tests.support.pii_scan import RawPii
 from tests.support.pull_cloud import Cloud, register_connector
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,38 +89,15 @@ def test_only_masked_rows_reach_redis_after_faker_queries_through_a_relay_connec
     assert connector.process is not None
     assert connector.process.poll() is not None
 
-    raw = customer.run("SELECT phone, id_card, bank_card, email, name, note, city FROM customers")
-    numbers: set[str] = set()
-    words: set[str] = set()
-    cities = {row[6] for row in raw}
-    for phone, id_card, bank_card, email, name, note, _city in raw:
-        numbers |= {n for n in _numbers(phone) if len(n) >= 11}
-        numbers |= {id_card.upper(), re.sub(r"\D", "", bank_card)}
-        numbers |= {n for n in _numbers(note) if len(n) >= 11}
-        words.add(email.lower())
-        if len(name) >= 3 and name not in cities:
-            words.add(name)
-    assert len(numbers) > 5000
-    lengths = sorted({len(n) for n in numbers})
-
-    def found_in(text: str) -> set[str]:
-        found = {
-            run[i : i + size]
-            for run in _numbers(text)
-            for size in lengths
-            for i in range(len(run) - size + 1)
-            if run[i : i + size] in numbers
-        }
-        lowered = text.lower()
-        return found | {word for word in words if word.lower() in lowered}
-
+    raw = RawPii(customer)
+    assert len(raw.numbers) > 5000
     texts = _redis_texts(emulator)
     cached = "\n".join(texts)
     assert len(cached) > 300_000  # the decompressed results are really there
     assert "****" in cached
     # The scan finds raw values when they are there.
-    assert len(found_in(str(raw[:3]))) >= 9
-    leaks = sorted(found_in(cached))[:5]
+    assert len(raw.found_in(str(raw.rows[:3]))) >= 9
+    leaks = sorted(raw.found_in(cached))[:5]
     assert leaks == []
 
 

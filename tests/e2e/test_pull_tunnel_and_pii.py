@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from local_emulator.connector_process import ConnectorProcess
 from local_emulator.customer_db import CustomerDatabase
 from local_emulator.emulator import Emulator
 from local_emulator.local_env import local_secrets
+from tests.support.pii_scan import RawPii
 from tests.support.pull_cloud import Cloud, assert_exact, register_connector
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,14 +123,6 @@ def test_a_tunnel_pull_survives_the_pull_function_being_killed(
 
 # --- no raw PII anywhere on the cloud side ------------------------------------------------------
 
-_RUN = re.compile(r"[0-9Xx](?:[0-9Xx \-]{0,3}[0-9Xx])*")
-_FULL_WIDTH = {ord(c): ord(c) - 0xFEE0 for c in "０１２３４５６７８９Ｘ"}
-
-
-def _numbers(text: str) -> set[str]:
-    text = text.translate(_FULL_WIDTH)
-    return {re.sub(r"[ \-]", "", run).upper() for run in _RUN.findall(text)}
-
 
 def _cloud_texts(emulator: Emulator, logs: Path) -> Iterator[tuple[str, str]]:
     """Every text the cloud side holds: each table's rows, every Redis key and value, every COS
@@ -195,41 +187,19 @@ def test_no_raw_pii_reaches_the_cloud_after_a_faker_pull(
     assert execution["status"] == "success", execution
     assert_exact(cloud, customer)
 
-    raw = customer.run("SELECT phone, id_card, bank_card, email, name, note, city FROM customers")
-    numbers: set[str] = set()
-    words: set[str] = set()
-    cities = {row[6] for row in raw}
-    for phone, id_card, bank_card, email, name, note, _city in raw:
-        numbers |= {n for n in _numbers(phone) if len(n) >= 11}
-        numbers |= {id_card.upper(), re.sub(r"\D", "", bank_card)}
-        numbers |= {n for n in _numbers(note) if len(n) >= 11}
-        words.add(email.lower())
-        if len(name) >= 3 and name not in cities:  # two-character names collide with words
-            words.add(name)
-    assert len(numbers) > 5000  # the scan looks for something real
-    lengths = sorted({len(n) for n in numbers})
+    raw = RawPii(customer)
+    assert len(raw.numbers) > 5000  # the scan looks for something real
     texts: dict[str, list[str]] = {}
     for where, text in _cloud_texts(emulator, logs):
         texts.setdefault(where.split(".")[0], []).append(text)
 
-    def found_in(text: str) -> set[str]:
-        found = {
-            run[i : i + size]
-            for run in _numbers(text)
-            for size in lengths
-            for i in range(len(run) - size + 1)
-            if run[i : i + size] in numbers
-        }
-        lowered = text.lower()
-        return found | {word for word in words if word.lower() in lowered}
-
     # The scan finds raw values when they are there (full-width digits included).
-    assert len(found_in(json.dumps(raw[:3], ensure_ascii=False))) >= 9
+    assert len(raw.found_in(json.dumps(raw.rows[:3], ensure_ascii=False))) >= 9
     leaks: list[tuple[str, str]] = []
     scanned = 0
     for where, parts in texts.items():
         text = "\n".join(parts)
         scanned += len(text)
-        leaks.extend((where, value) for value in sorted(found_in(text))[:3])
+        leaks.extend((where, value) for value in sorted(raw.found_in(text))[:3])
     assert scanned > 1_000_000
     assert leaks == []

@@ -33,7 +33,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -44,6 +43,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import pymysql
+
+from local_emulator.stack._process import free_port
 
 if TYPE_CHECKING:
     import pytest
@@ -99,13 +100,6 @@ def find_binaries() -> MariaDBBinaries:
             f"MariaDB server not found ({', '.join(missing)} missing): {INSTALL_HINT}"
         )
     return MariaDBBinaries(server=server, install_db=install_db)
-
-
-def free_port() -> int:
-    """A port the kernel considers free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
 
 
 def pid_alive(pid: int) -> bool:

@@ -4,7 +4,6 @@ service, in process) over a customer database of fake people."""
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from local_emulator.stack._process import free_port
 from tests.support.functions import FunctionCaller, load_function
 from tests.support.http import HttpResult, context, function_url_event, read_result
 
@@ -20,12 +20,6 @@ ENCRYPTION_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 QUERY = "/api/v1/hybrid/query"
 CACHE = "/api/v1/hybrid/query/cache"
 PEOPLE_SQL = "SELECT id, name, phone, city FROM people WHERE id <= $1 ORDER BY id"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from connector.tunnel import TunnelServer, serve
 from hybrid.connectors.protocol import QueryRequest, trailer_valid
 from hybrid.connectors.tunnel import ConnectorQueryError, TunnelClient
 from hybrid.signing import verify
+from local_emulator.stack._process import free_port
 from tests.functional.connector.test_postgres_source import CustomerDatabase
 from tests.support.connector import (
     NOTE_PII_FROM,
@@ -40,12 +41,6 @@ from tests.support.connector import (
 )
 
 PEOPLE_SQL = "SELECT id, name, phone, id_no, email, note, city FROM people ORDER BY id"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
