@@ -351,18 +351,22 @@ class _Unusable:
         return DeliveryResult(ok=False, retryable=False, status="config_error", detail=self.detail)
 
 
+def _record_and_notify(services: AlertingServices) -> dict[str, int]:
+    summary = sweep(services)
+    summary.update(notify_all(services, now=datetime.now(timezone.utc)))
+    return summary
+
+
 def handle_queue(event: Any, services: AlertingServices, ctx: InvocationContext) -> dict[str, int]:
     """A wake-up from a producer: record what the outbox holds and notify at once. The message
     body is not trusted for anything: the outbox is the record of every event."""
-    summary = sweep(services)
-    summary.update(notify_all(services, now=datetime.now(timezone.utc)))
+    summary = _record_and_notify(services)
     logger.info("alert wake-up", messages=len(event), **summary)
     return summary
 
 
 def handle_timer(event: Any, services: AlertingServices, ctx: InvocationContext) -> dict[str, int]:
-    summary = sweep(services)
-    summary.update(notify_all(services, now=datetime.now(timezone.utc)))
+    summary = _record_and_notify(services)
     summary["outbox_pruned"] = outbox.prune_done(
         services.db, older_than_days=OUTBOX_RETENTION_DAYS, limit=OUTBOX_PRUNE_BATCH
     )

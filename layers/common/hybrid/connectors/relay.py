@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from hybrid import log
@@ -24,6 +24,8 @@ from hybrid.db import Transaction
 from hybrid.errors import InvalidStateError, ResourceNotFoundError
 
 LEASE_S = 60
+# Every poll is a heartbeat; a relay connector silent for longer than this is taken as gone.
+SILENT_AFTER_S = 90
 _WAKE_TTL_S = 120
 
 
@@ -65,6 +67,11 @@ def _from_row(row: dict[str, Any]) -> RelayJobRow:
     return RelayJobRow(
         **{**row, "payload": json.loads(payload) if isinstance(payload, str) else payload}
     )
+
+
+def polled_recently(last_seen: datetime | None, now: datetime) -> bool:
+    """Whether a relay connector last seen at `last_seen` still counts as polling at `now`."""
+    return last_seen is not None and now - last_seen <= timedelta(seconds=SILENT_AFTER_S)
 
 
 def enqueue(

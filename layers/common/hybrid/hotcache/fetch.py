@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from hybrid import log
@@ -28,8 +28,6 @@ from hybrid.hotcache.errors import QueryRefusedError, SourceUnavailableError
 
 logger = log.get_logger("hybrid.hotcache")
 
-# A relay connector whose last poll is older than this is taken as gone (no job is queued).
-RELAY_SILENT_S = 90
 RELAY_CHUNK_ROWS = 5000
 _POLL_FIRST_S = 0.02
 _POLL_MAX_S = 0.2
@@ -187,9 +185,7 @@ def _fetch_relay(services: Any, target: Target, request: QueryRequest, timeout_s
         last_seen = tx.scalar(
             "SELECT last_seen_at FROM connectors WHERE id = :id", id=target.connector_id
         )
-        silent = last_seen is None or datetime.now(timezone.utc) - last_seen > timedelta(
-            seconds=RELAY_SILENT_S
-        )
+        silent = not relay_jobs.polled_recently(last_seen, datetime.now(timezone.utc))
         if not silent:
             job_id = relay_jobs.enqueue(
                 tx,

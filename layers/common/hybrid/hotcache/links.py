@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from hybrid.connectors import registry
-from hybrid.hotcache.fetch import RELAY_SILENT_S
+from hybrid.connectors import relay as relay_jobs
 
 HEALTH_TIMEOUT_S = 3.0
 PING_FRESH_S = 600
@@ -55,7 +55,7 @@ def _tunnel(connector_id: str, endpoint: str | None, secret: str) -> Link:
 
 def _relay(tx: Any, connector_id: str, last_seen: datetime | None) -> Link:
     now = datetime.now(timezone.utc)
-    if last_seen is None or now - last_seen > timedelta(seconds=RELAY_SILENT_S):
+    if not relay_jobs.polled_recently(last_seen, now):
         return Link(connector_id, False, False)
     result = tx.scalar(
         "SELECT result FROM relay_jobs WHERE connector_id = :c AND kind = 'ping' "

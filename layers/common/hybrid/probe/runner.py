@@ -4,8 +4,8 @@ transaction as a state change, so no transition is ever lost.
 
 - tunnel connectors: the signed ``GET /v1/health``, timed; its `sources` are the source links;
 - relay connectors: the heartbeat (every poll stamps `connectors.last_seen_at`) must be fresher
-  than `RELAY_SILENT_S`; a `ping` relay job is queued each tick and the newest answered one, if
-  recent, gives the source links and the round trip.
+  than `hybrid.connectors.relay.SILENT_AFTER_S`; a `ping` relay job is queued each tick and the
+  newest answered one, if recent, gives the source links and the round trip.
 
 Probes run concurrently (one thread each, bounded), so a thousand connectors with a few dead
 ones fit in one tick; each probe has its own timeout.
@@ -32,7 +32,6 @@ from hybrid.probe.states import LinkState, Probe, advance
 
 logger = log.get_logger("hybrid.probe")
 
-RELAY_SILENT_S = 90
 PING_FRESH_S = 150
 PROBE_TIMEOUT_S = 3.0
 WRITE_BATCH = 50
@@ -108,7 +107,7 @@ def _source_probes(report: dict[str, Any], names: list[str], now: datetime) -> d
 
 def probe_relay(tx: Transaction, connector: dict[str, Any], now: datetime) -> ConnectorProbe:
     last_seen = connector["last_seen_at"]
-    fresh = last_seen is not None and now - last_seen <= timedelta(seconds=RELAY_SILENT_S)
+    fresh = relay_jobs.polled_recently(last_seen, now)
     ping = tx.one(
         "SELECT result, updated_at, created_at FROM relay_jobs WHERE connector_id = :c "
         "AND kind = 'ping' AND status = 'done' AND updated_at >= :fresh "
