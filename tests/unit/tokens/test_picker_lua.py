@@ -190,6 +190,69 @@ def test_weights_share_the_picks_within_a_tier(
     assert 0.85 <= counts["tok_b"] / 500 <= 0.95, counts
 
 
+def test_each_token_is_chosen_in_proportion_to_its_weight_and_risk(
+    picker: TokenPicker, pool: str, clock: Clock, redis: Any
+) -> None:
+    weights = {"tok_a": 1, "tok_b": 2, "tok_c": 3, "tok_d": 4}
+    picker.load(pool, 1, [token(name, weight=weight) for name, weight in weights.items()])
+    redis.hset(pool_prefix(pool) + "out:tok_d", "r", "0.5")  # its weight counts half: 2
+    picks = 4000
+    counts: Counter[str] = Counter()
+    for _ in range(picks):
+        counts[leased(picker.pick(pool, lease_ms=1000)).token_id] += 1
+        clock.now += 100
+    expected = {"tok_a": 1 / 8, "tok_b": 2 / 8, "tok_c": 3 / 8, "tok_d": 2 / 8}
+    for name, share in expected.items():  # four standard deviations or less
+        assert abs(counts[name] / picks - share) < 4 * (share * (1 - share) / picks) ** 0.5, counts
+
+
+def test_the_exact_pass_decides_when_the_draws_run_out(
+    picker: TokenPicker, pool: str, clock: Clock, redis: Any
+) -> None:
+    # The heavy token is cooling down, and every light one is almost always rejected by the
+    # draws (weight 1 of 1000): the exact pass must still share the picks evenly among them.
+    light = [f"tok_{index}" for index in range(10)]
+    picker.load(pool, 1, [token("tok_heavy", weight=1000), *(token(name) for name in light)])
+    redis.hset(pool_prefix(pool) + "out:tok_heavy", "c", str((T0 + HOUR) * 10 + 1))
+    picks = 1000
+    counts: Counter[str] = Counter()
+    for _ in range(picks):
+        counts[leased(picker.pick(pool, lease_ms=1000)).token_id] += 1
+        clock.now += 100
+    assert set(counts) == set(light)
+    assert all(0.05 < counts[name] / picks < 0.15 for name in light), counts
+    clock.now = T0 + HOUR  # cooled down: the heavy token takes nearly every pick again
+    heavy = 0
+    for _ in range(200):
+        heavy += leased(picker.pick(pool, lease_ms=1000)).token_id == "tok_heavy"
+        clock.now += 100
+    assert heavy >= 190
+
+
+def test_a_reload_rebuilds_the_tier_lists_and_drops_the_ones_it_replaces(
+    picker: TokenPicker, pool: str, redis: Any
+) -> None:
+    prefix = pool_prefix(pool)
+    picker.load(pool, 1, [token("tok_a", tier=2), token("tok_b", tier=7, weight=5)])
+    assert redis.hget(prefix + "cfg", "_tiers") == b"2:1:1 7:5:1"
+    picker.load(pool, 2, [token("tok_a", tier=0, weight=3), token("tok_b", status="paused")])
+    assert redis.hget(prefix + "cfg", "_tiers") == b"0:3:1"
+    assert redis.lrange(prefix + "tier:0", 0, -1) == [b"3 tok_a"]
+    assert not redis.exists(prefix + "tier:2", prefix + "tier:7")
+    assert {leased(picker.pick(pool, lease_ms=1000)).token_id for _ in range(20)} == {"tok_a"}
+
+
+def test_a_config_without_tier_lists_is_reported_as_not_loaded(
+    picker: TokenPicker, pool: str, redis: Any
+) -> None:
+    # Written by a release before the tier lists: the caller reloads it from PostgreSQL.
+    picker.load(pool, 1, [token("tok_a")])
+    redis.hdel(pool_prefix(pool) + "cfg", "_tiers")
+    assert isinstance(picker.pick(pool, lease_ms=1000), NotLoaded)
+    assert picker.load(pool, 1, [token("tok_a")])
+    leased(picker.pick(pool, lease_ms=1000))
+
+
 def test_cooldowns_escalate_with_consecutive_failures_and_five_suspend(
     picker: TokenPicker, pool: str, clock: Clock
 ) -> None:

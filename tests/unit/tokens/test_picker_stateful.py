@@ -107,11 +107,13 @@ class PickerMachine(RuleBasedStateMachine):
         self.now = T0
         self.pool = f"sm-{uuid.uuid4().hex[:12]}"
         self.picker = TokenPicker(lambda: self.redis, clock_ms=lambda: self.now)
+        # tok_b's weight makes tok_a's draws almost always rejected: while tok_b serves, picks
+        # take the rejection-sampling path; once it is out, the exact pass over the rest.
         self.tokens = {
             t.id: t
             for t in (
                 ModelToken("tok_a", 0, 1, rpm=3, rph=5, rpd=8, concurrency=2, rotate_after=2),
-                ModelToken("tok_b", 0, 3, rpm=2, rph=6, rpd=7, concurrency=1, rotate_after=2),
+                ModelToken("tok_b", 0, 1000, rpm=2, rph=6, rpd=7, concurrency=1, rotate_after=2),
                 ModelToken("tok_c", 1, 1, rpm=4, rph=4, rpd=6, concurrency=2, rotate_after=0),
             )
         }

@@ -9,8 +9,10 @@ expiry: expired leases stop counting at once (a caller that dies frees its slot)
 a grace period later so that a late release still records its outcome once.
 
 Choice. Lower tier first; inside a tier a weighted random choice (weight x max(0.1, 1 - risk)),
-trying the next candidate when the chosen one is limited. A token picked `rotate_after` times in
-a row is passed over while any other token can serve (then it may serve again).
+trying the next candidate when the chosen one is limited. The choice is drawn by rejection sampling
+over the tier's list of active tokens (exact; a pick reads the few tokens it draws, not the whole
+pool), with an exact pass over the rest when the draws run out. A token picked `rotate_after` times
+in a row is passed over while any other token can serve (then it may serve again).
 
 Outcomes. A release records success, failure or rate_limited in a window of the last N outcomes
 and an EWMA of the latency; risk = 0.7 x error share + 0.3 x min(1, latency / reference).
@@ -21,23 +23,26 @@ Cooldowns never shorten.
 
 Keys, all hash-tagged with the pool so one script touches one cluster slot (the scripts get
 the `cfg` key and derive the others from its tagged prefix, so they share that slot):
-    tp:{pool}:cfg           hash  _v -> config version; token -> "rpm rph rpd concurrency
-                                   rotate_after" (read only for the token being tried)
+    tp:{pool}:cfg           hash  _v -> config version; _tiers -> "tier:largest weight:tokens
+                                   ..." of the tiers with an active token, lowest first;
+                                   token -> "rpm rph rpd concurrency rotate_after"
+    tp:{pool}:tier:<tier>   list  "weight token" per active token of the tier (written with
+                                   the config)
     tp:{pool}:sel           hash  token -> status x 10^7 + tier x 10^4 + weight (status 0 active,
                                    1 paused, 2 suspended)
     tp:{pool}:sec           hash  token -> sealed secret (AES-GCM, as in PostgreSQL)
-    tp:{pool}:cool          hash  token -> cooldown_until x 10 + cause (1 failures,
-                                   2 Retry-After, 3 suspended)
-    tp:{pool}:risk          hash  token -> risk (0..1)
     tp:{pool}:rot           hash  t -> last token, n -> consecutive picks of it
     tp:{pool}:log:<token>   zset  pick member -> pick time (ms)
     tp:{pool}:lease:<token> zset  lease member -> expiry (ms)
-    tp:{pool}:out:<token>   hash  w -> outcome window, f -> consecutive failures, l -> EWMA ms
+    tp:{pool}:out:<token>   hash  w -> outcome window, f -> consecutive failures, l -> EWMA ms,
+                                   r -> risk (0..1), c -> cooldown_until x 10 + cause
+                                   (1 failures, 2 Retry-After, 3 suspended)
 
-A pool whose `cfg` hash is missing (Redis flushed or restarted) makes the pick script answer
-"no config": `hybrid.tokens.service` reloads it from PostgreSQL and picks again. A token only
-exists for the script with all four limits, so no token is ever handed out unlimited. Redis must
-not evict these keys (`maxmemory-policy noeviction`): the usage logs are the limits' memory.
+A pool whose `cfg` hash is missing (Redis flushed or restarted) or has no `_tiers` (written by an
+older release) makes the pick script answer "no config": `hybrid.tokens.leasing` reloads it from
+PostgreSQL and picks again. A token only exists for the script with all four limits, so no token is
+ever handed out unlimited. Redis must not evict these keys (`maxmemory-policy noeviction`): the
+usage logs are the limits' memory.
 """
 
 from __future__ import annotations
@@ -219,19 +224,20 @@ class TokenPicker:
             keys=[prefix + "cfg"],
             args=[self._now_arg(), member, lease_ms, random.getrandbits(31)],
         )
-        status = int(reply[0])
-        if status == 1:
-            token_id = _text(reply[1])
+        kind = reply[:1]
+        if kind == b"L":
+            _kind, expires, now, token, sealed = reply.split(b" ", 4)
+            token_id = token.decode()
             return Leased(
                 token_id=token_id,
-                lease_id=LeaseRef(pool, token_id, member).lease_id,
-                sealed_secret=bytes(reply[4]),
-                expires_at_ms=int(reply[2]),
-                now_ms=int(reply[3]),
+                lease_id=f"{pool}:{token_id}:{member}",
+                sealed_secret=sealed,
+                expires_at_ms=int(expires),
+                now_ms=int(now),
             )
-        if status == 0:
-            recovery = int(reply[1])
-            return Exhausted(recovery if recovery >= 0 else None, int(reply[2]))
+        if kind == b"X":
+            _kind, recovery, now = reply.split(b" ")
+            return Exhausted(int(recovery) if recovery != b"-1" else None, int(now))
         return NotLoaded()
 
     def release(
@@ -255,15 +261,16 @@ class TokenPicker:
                 retry_s * 1000,
             ],
         )
-        if int(reply[0]) == 0:
+        if reply == b"0":
             return Released(recorded=False)
+        _recorded, fails, cool, cause, before, risk = reply.split(b" ")
         return Released(
             recorded=True,
-            consecutive_failures=int(reply[1]),
-            cooldown_until_ms=int(reply[2]),
-            cause=CAUSES.get(int(reply[3])),
-            previous_cause=CAUSES.get(int(reply[4])),
-            risk=int(reply[5]) / 10_000,
+            consecutive_failures=int(fails),
+            cooldown_until_ms=int(cool),
+            cause=CAUSES.get(int(cause)),
+            previous_cause=CAUSES.get(int(before)),
+            risk=int(risk) / 10_000,
         )
 
     def load(self, pool: str, version: int, tokens: Sequence[TokenConfig]) -> bool:
@@ -326,7 +333,3 @@ class TokenPicker:
             with redis_errors():
                 cached = self._scripts[name] = (client, load_script(client, source))
         return cached[1]
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
