@@ -47,19 +47,6 @@ def _percentiles(samples_ms: list[float]) -> dict[str, float]:
     }
 
 
-def _load(folder: str) -> Any:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        f"{folder}_bench", REPO_ROOT / "functions" / folder / "index.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hits", type=int, default=3000)
@@ -139,8 +126,9 @@ def _run(args: argparse.Namespace, endpoints: Any, tmp: Path) -> dict[str, Any]:
     from hybrid.hotcache.app import CacheServices
     from hybrid.tenants import create_tenant
     from local_emulator.connector_process import ConnectorProcess, connector_config
-    from local_emulator.customer_db import MASKING, CustomerDatabase
+    from local_emulator.customer_db import CustomerDatabase
     from local_emulator.stack._process import free_port
+    from tests.support.functions import load_function
     from tests.support.http import context, function_url_event
 
     customer = CustomerDatabase.create(endpoints.database_url, "bench_cache_customer")
@@ -163,20 +151,11 @@ def _run(args: argparse.Namespace, endpoints: Any, tmp: Path) -> dict[str, Any]:
         secret=secret,
         transport="tunnel",
         data_dir=tmp / "connector",
-        sources={
-            "erp": {
-                "engine": "postgresql",
-                "url": customer.reader_url,
-                "schema": "public",
-                "allowed_tables": ["customers"],
-                "masking": {"customers": MASKING},
-                "pool_size": 8,
-            }
-        },
+        sources=customer.connector_sources(pool_size=8),
         listen=f"127.0.0.1:{port}",
         log_level="WARNING",
     )
-    module = _load("cache_sync")
+    module = load_function("cache_sync")
     redis = redis_client(endpoints.redis_url)
 
     def ask(first: int, *, max_age: int = 3600, sql: str | None = SQL) -> Any:

@@ -165,6 +165,20 @@ class CustomerDatabase:
         netloc = f"{quote(self.role)}:{quote(self.password, safe='')}@{parts.hostname}:{parts.port}"
         return urlunsplit(("postgresql", netloc, f"/{self.database}", "", ""))
 
+    def connector_sources(self, **extra: Any) -> dict[str, Any]:
+        """The connector's `sources` block for this database: source "erp" reading `customers`
+        through the read-only role, masked with MASKING; `extra` adds source settings."""
+        return {
+            "erp": {
+                "engine": "postgresql",
+                "url": self.reader_url,
+                "schema": "public",
+                "allowed_tables": [TABLE],
+                "masking": {TABLE: MASKING},
+                **extra,
+            }
+        }
+
     def fill(
         self,
         count: int,

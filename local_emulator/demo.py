@@ -190,7 +190,7 @@ def _pull_demo(
     import atexit
 
     from local_emulator.connector_process import ConnectorProcess, connector_config
-    from local_emulator.customer_db import MASKING, CustomerDatabase, run_sql
+    from local_emulator.customer_db import CustomerDatabase, run_sql
 
     customer = CustomerDatabase.create(emulator.endpoints.env()["DATABASE_URL"], "demo_customer")
     customer.fill(500, faker=True, seed=2026)
@@ -199,15 +199,7 @@ def _pull_demo(
         secret=connector["secret"],
         transport="relay",
         data_dir=emulator.data_dir / "demo-connector",
-        sources={
-            "erp": {
-                "engine": "postgresql",
-                "url": customer.reader_url,
-                "schema": "public",
-                "allowed_tables": ["customers"],
-                "masking": {"customers": MASKING},
-            }
-        },
+        sources=customer.connector_sources(),
         cloud_url=emulator.url,
         poll_wait=20,
     )

@@ -76,9 +76,6 @@ def endpoints(stack: object) -> object:
     return getattr(stack, "endpoints", stack)
 
 
-FUNCTION_ENCRYPTION_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
-
-
 @pytest.fixture
 def function_env(
     clean_db: str, endpoints: Any, monkeypatch: pytest.MonkeyPatch
@@ -87,13 +84,14 @@ def function_env(
     settings re-read; the values, for tests that need them."""
     from hybrid.cache import redis_client
     from hybrid.config import clear_settings_cache
+    from tests.support.functions import ENCRYPTION_KEY
 
     values = {
         "APP_ENV": "test",
         "LOG_LEVEL": "INFO",
         **endpoints.env(),
         "DATABASE_URL": clean_db,
-        "SECRETS_ENCRYPTION_KEY": FUNCTION_ENCRYPTION_KEY,
+        "SECRETS_ENCRYPTION_KEY": ENCRYPTION_KEY,
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)

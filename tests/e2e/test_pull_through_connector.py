@@ -16,7 +16,7 @@ from local_emulator.connector_process import ConnectorProcess, connector_config
 from local_emulator.customer_db import CustomerDatabase
 from local_emulator.emulator import Emulator
 from tests.support.fault_proxy import FaultProxy
-from tests.support.pull_cloud import Cloud, assert_exact, connector_sources, expected_keys
+from tests.support.pull_cloud import Cloud, assert_exact, expected_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,7 +43,7 @@ def relay_connector(
         secret=created["secret"],
         transport="relay",
         data_dir=tmp_path / "connector",
-        sources=connector_sources(customer),
+        sources=customer.connector_sources(),
         cloud_url=proxy.url,
         poll_wait=2,
         retry_base_s=0.1,

@@ -1,12 +1,16 @@
-"""Load a function's handler module the way SCF does: from its file, as `index`, fresh."""
+"""Load a function's handler module the way SCF does: from its file, as `index`, fresh; call it
+with Function URL and timer events, or as a relay connector would."""
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+# The SECRETS_ENCRYPTION_KEY of the functions under test (`function_env`).
+ENCRYPTION_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 
 
 def load_function(folder: str) -> Any:
@@ -47,3 +51,43 @@ class FunctionCaller:
         limit = self.timer_limit_ms if limit_ms is None else limit_ms
         ctx = context(self.function_name) | {"time_limit_in_ms": limit}
         return self.handler.main_handler(self._timer, ctx)
+
+
+def relay_caller() -> Callable[..., Any]:
+    """connector-relay's handler, called as a relay connector would: signed over the request
+    line with the connector's secret (or `sign_as`, to forge one)."""
+    import time
+    import uuid
+
+    from hybrid.signing import sign_request
+    from tests.support.http import context, function_url_event, read_result
+
+    handler = load_function("connector_relay")
+
+    def call(
+        method: str,
+        path: str,
+        secret: str,
+        *,
+        body: bytes = b"",
+        query: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        sign_as: str | None = None,
+    ) -> Any:
+        target = path + (
+            "?" + "&".join(f"{k}={v}" for k, v in sorted(query.items())) if query else ""
+        )
+        signed = sign_request(
+            sign_as or secret,
+            method,
+            target,
+            body,
+            msg_id=f"msg_{uuid.uuid4().hex}",
+            timestamp=int(time.time()),
+        )
+        event = function_url_event(
+            method, path, raw_body=body, query=query, headers={**signed, **(headers or {})}
+        )
+        return read_result(handler.main_handler(event, context("connector-relay")))
+
+    return call

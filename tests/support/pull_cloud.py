@@ -11,7 +11,7 @@ from typing import Any
 
 import requests
 
-from local_emulator.customer_db import MASKING, CustomerDatabase
+from local_emulator.customer_db import CustomerDatabase
 from local_emulator.emulator import Emulator
 from local_emulator.local_env import local_secrets
 
@@ -146,24 +146,12 @@ def register_connector(
         secret=created["secret"],
         transport=transport,
         data_dir=data_dir,
-        sources=connector_sources(customer),
+        sources=customer.connector_sources(),
         cloud_url=(cloud_url or cloud.url) if transport == "relay" else None,
         listen=listen,
         **extra,
     )
     return created, config
-
-
-def connector_sources(customer: CustomerDatabase) -> dict[str, Any]:
-    return {
-        "erp": {
-            "engine": "postgresql",
-            "url": customer.reader_url,
-            "schema": "public",
-            "allowed_tables": ["customers"],
-            "masking": {"customers": MASKING},
-        }
-    }
 
 
 def expected_keys(customer: CustomerDatabase) -> set[str]:

@@ -6,12 +6,11 @@ from typing import Any
 
 import pytest
 
-from tests.support.functions import load_function
+from tests.support.functions import ENCRYPTION_KEY, load_function
 from tests.support.http import HttpResult, context, function_url_event, read_result
 
 ROOT = Path(__file__).resolve().parents[3]
 OPERATOR_KEY = "hop_operator-canary-5b1f0e9d7c3a"
-ENCRYPTION_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 
 
 def load_handler_module() -> Any:

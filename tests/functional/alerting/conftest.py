@@ -12,7 +12,6 @@ import pytest
 from tests.support.functions import FunctionCaller
 from tests.support.http import HttpResult
 
-ENCRYPTION_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 WEBHOOK_SECRET = "whsec_" + "Y2FuYXJ5LXNlY3JldC1mb3ItdGVzdHMtMTIzNDU2Nzg5MA=="
 
 

@@ -4,7 +4,6 @@ service, in process) over a customer database of fake people."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,10 +12,9 @@ from typing import Any
 import pytest
 
 from local_emulator.stack._process import free_port
-from tests.support.functions import FunctionCaller, load_function
-from tests.support.http import HttpResult, context, function_url_event, read_result
+from tests.support.functions import ENCRYPTION_KEY, FunctionCaller, relay_caller
+from tests.support.http import HttpResult
 
-ENCRYPTION_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 QUERY = "/api/v1/hybrid/query"
 CACHE = "/api/v1/hybrid/query/cache"
 PEOPLE_SQL = "SELECT id, name, phone, city FROM people WHERE id <= $1 ORDER BY id"
@@ -184,46 +182,10 @@ def redis_keys(cache_env: dict[str, str]) -> list[bytes]:
     return sorted(redis_client(cache_env["REDIS_URL"]).scan_iter(match="hybrid:qc:*"))
 
 
-def wait_until(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
-
-
 @pytest.fixture
 def relay(cache_env: dict[str, str]) -> Callable[..., HttpResult]:
     """connector-relay's handler, called as a relay connector would (signed requests)."""
-    from hybrid.signing import sign_request
-
-    handler = load_function("connector_relay")
-
-    def call(
-        method: str,
-        path: str,
-        secret: str,
-        *,
-        body: bytes = b"",
-        query: dict[str, str] | None = None,
-    ) -> HttpResult:
-        target = path + (
-            "?" + "&".join(f"{k}={v}" for k, v in sorted(query.items())) if query else ""
-        )
-        signed = sign_request(
-            secret,
-            method,
-            target,
-            body,
-            msg_id=f"msg_{uuid.uuid4().hex}",
-            timestamp=int(time.time()),
-        )
-        event = function_url_event(method, path, raw_body=body, query=query, headers=signed)
-        return read_result(handler.main_handler(event, context("connector-relay")))
-
-    return call
+    return relay_caller()
 
 
 def use_policy(monkeypatch: pytest.MonkeyPatch, **changes: Any) -> Any:

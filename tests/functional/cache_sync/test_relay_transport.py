@@ -9,8 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from hybrid.connectors.protocol import ResultChunk, dumps
+from tests.support.connector import wait_for
 
-from .conftest import PEOPLE_SQL, Call, ask, wait_until
+from .conftest import PEOPLE_SQL, Call, ask
 
 
 def _jobs_path(world: dict[str, Any]) -> str:
@@ -28,7 +29,7 @@ def _next_job(relay: Any, world: dict[str, Any]) -> dict[str, Any]:
         assert answer.status == 200
         return answer.json["jobs"]
 
-    return wait_until(poll)[0]
+    return wait_for(poll, timeout=10)[0]
 
 
 def _post(relay: Any, world: dict[str, Any], job: dict[str, Any], chunk: ResultChunk, **kw: Any):

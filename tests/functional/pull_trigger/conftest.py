@@ -3,18 +3,13 @@ against the real embedded PostgreSQL and Redis; the test plays the relay connect
 
 from __future__ import annotations
 
-import json
-import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.support.functions import FunctionCaller, load_function
-from tests.support.http import HttpResult, context, function_url_event, read_result
-
-ENCRYPTION_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+from tests.support.functions import ENCRYPTION_KEY, FunctionCaller, relay_caller
+from tests.support.http import HttpResult
 
 
 @pytest.fixture
@@ -31,53 +26,15 @@ def pull(pull_env: dict[str, str]) -> FunctionCaller:
 
 
 @pytest.fixture
-def tick(pull: Call) -> Callable[[], dict[str, Any]]:
+def tick(pull: FunctionCaller) -> Callable[[], dict[str, Any]]:
     """One minute-timer invocation of pull-trigger."""
-    from pathlib import Path
-
-    event = json.loads((Path(__file__).resolve().parents[2] / "events" / "timer.json").read_text())
-
-    def run() -> dict[str, Any]:
-        ctx = context("pull-trigger") | {"time_limit_in_ms": 60_000}
-        return pull.handler.main_handler(event, ctx)  # type: ignore[attr-defined]
-
-    return run
+    return pull.tick  # type: ignore[no-any-return]
 
 
 @pytest.fixture
 def relay(pull_env: dict[str, str]) -> Callable[..., HttpResult]:
     """connector-relay's handler, called as a connector would: signed over the request line."""
-    from hybrid.signing import sign_request
-
-    handler = load_function("connector_relay")
-
-    def call(
-        method: str,
-        path: str,
-        secret: str,
-        *,
-        body: bytes = b"",
-        query: dict[str, str] | None = None,
-        headers: dict[str, str] | None = None,
-        sign_as: str | None = None,
-    ) -> HttpResult:
-        target = path + (
-            "?" + "&".join(f"{k}={v}" for k, v in sorted(query.items())) if query else ""
-        )
-        signed = sign_request(
-            sign_as or secret,
-            method,
-            target,
-            body,
-            msg_id=f"msg_{uuid.uuid4().hex}",
-            timestamp=int(time.time()),
-        )
-        event = function_url_event(
-            method, path, raw_body=body, query=query, headers={**signed, **(headers or {})}
-        )
-        return read_result(handler.main_handler(event, context("connector-relay")))
-
-    return call
+    return relay_caller()
 
 
 @pytest.fixture

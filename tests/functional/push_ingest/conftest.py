@@ -6,11 +6,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.functions import load_function
+from tests.support.functions import ENCRYPTION_KEY, load_function
 from tests.support.http import HttpResult, context, function_url_event, read_result
 
 ROOT = Path(__file__).resolve().parents[3]
-ENCRYPTION_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 
 
 def load_handler_module() -> Any:

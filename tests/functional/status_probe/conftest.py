@@ -6,9 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.functions import FunctionCaller
-
-ENCRYPTION_KEY = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+from tests.support.functions import ENCRYPTION_KEY, FunctionCaller
 
 
 @pytest.fixture

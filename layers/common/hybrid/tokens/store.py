@@ -79,10 +79,12 @@ class Token:
         }
 
 
+# The columns of Token and Pool, in their field order.
 _COLUMNS = (
     "id, pool, name, status, status_reason, tier, weight, rpm, rph, rpd, concurrency, "
     "rotate_after, cooldown_until, created_at, updated_at"
 )
+_POOL_COLUMNS = "name, health_url, alert_tenant_id, version"
 
 
 def put_pool(
@@ -101,7 +103,7 @@ def put_pool(
             raise ValidationFailedError("alert_tenant_id: no such tenant") from None
         raise
     assert row is not None
-    return _pool(row)
+    return Pool(**row)
 
 
 def _upsert_pool(
@@ -119,7 +121,7 @@ def _upsert_pool(
         "ELSE token_pools.alert_tenant_id END, "
         "version = token_pools.version + CASE WHEN :update THEN 1 ELSE 0 END, "
         "updated_at = now() "
-        "RETURNING name, health_url, alert_tenant_id, version",
+        f"RETURNING {_POOL_COLUMNS}",
         name=name,
         health_url=health_url,
         tenant=alert_tenant_id,
@@ -129,19 +131,17 @@ def _upsert_pool(
 
 def get_pool(tx: Transaction, name: str) -> Pool:
     row = tx.one(
-        "SELECT name, health_url, alert_tenant_id, version FROM token_pools WHERE name = :name",
+        f"SELECT {_POOL_COLUMNS} FROM token_pools WHERE name = :name",
         name=name,
     )
     if row is None:
         raise PoolNotFoundError()
-    return _pool(row)
+    return Pool(**row)
 
 
 def list_pools(tx: Transaction) -> list[Pool]:
-    rows = tx.rows(
-        "SELECT name, health_url, alert_tenant_id, version FROM token_pools ORDER BY name"
-    )
-    return [_pool(row) for row in rows]
+    rows = tx.rows(f"SELECT {_POOL_COLUMNS} FROM token_pools ORDER BY name")
+    return [Pool(**row) for row in rows]
 
 
 def create_token(
@@ -184,7 +184,7 @@ def create_token(
         raise
     _bump(tx, pool)
     assert row is not None
-    return _token(row)
+    return Token(**row)
 
 
 def list_tokens(tx: Transaction, pool: str | None = None) -> list[Token]:
@@ -193,7 +193,7 @@ def list_tokens(tx: Transaction, pool: str | None = None) -> list[Token]:
         "ORDER BY pool, tier, name, id",
         pool=pool,
     )
-    return [_token(row) for row in rows]
+    return [Token(**row) for row in rows]
 
 
 def get_token(tx: Transaction, token_id: str, *, for_update: bool = False) -> Token:
@@ -201,7 +201,7 @@ def get_token(tx: Transaction, token_id: str, *, for_update: bool = False) -> To
     row = tx.one(f"SELECT {_COLUMNS} FROM tokens WHERE id = :id{lock}", id=token_id)
     if row is None:
         raise TokenNotFoundError()
-    return _token(row)
+    return Token(**row)
 
 
 def set_status(
@@ -229,7 +229,7 @@ def set_status(
     )
     assert row is not None
     _bump(tx, before.pool)
-    return _token(row), True
+    return Token(**row), True
 
 
 def set_cooldown(tx: Transaction, token_id: str, until: datetime) -> None:
@@ -285,33 +285,4 @@ def _bump(tx: Transaction, pool: str) -> None:
     tx.execute(
         "UPDATE token_pools SET version = version + 1, updated_at = now() WHERE name = :pool",
         pool=pool,
-    )
-
-
-def _pool(row: dict[str, Any]) -> Pool:
-    return Pool(
-        name=row["name"],
-        health_url=row["health_url"],
-        alert_tenant_id=row["alert_tenant_id"],
-        version=int(row["version"]),
-    )
-
-
-def _token(row: dict[str, Any]) -> Token:
-    return Token(
-        id=row["id"],
-        pool=row["pool"],
-        name=row["name"],
-        status=row["status"],
-        status_reason=row["status_reason"],
-        tier=row["tier"],
-        weight=row["weight"],
-        rpm=row["rpm"],
-        rph=row["rph"],
-        rpd=row["rpd"],
-        concurrency=row["concurrency"],
-        rotate_after=row["rotate_after"],
-        cooldown_until=row["cooldown_until"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
     )
